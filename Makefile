@@ -1,0 +1,55 @@
+# cleanup-operator developer commands. `make test` is the test command CI runs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv tools crds crds-check test test-unit test-sim test-cluster lint demo bench clean
+
+help:
+	@echo "make demo   - local control plane + simulators + operator + examples (Ctrl-C stops)"
+	@echo "make test   - every test tier: unit, sim (vendor simulators), cluster (real kube-apiserver)"
+	@echo "make lint   - ruff + mypy --strict"
+	@echo "make crds   - regenerate crds/ from the pydantic models"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+tools:
+	bash hack/tools.sh
+
+crds: $(STAMP)
+	$(PY) -m cleanup_operator.crdgen --out crds
+
+crds-check: $(STAMP)
+	$(PY) -m cleanup_operator.crdgen --out crds --check
+
+test: $(STAMP) tools
+	$(PY) -m pytest -q -ra
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m unit
+
+test-sim: $(STAMP)
+	$(PY) -m pytest -q -m sim
+
+test-cluster: $(STAMP) tools
+	$(PY) -m pytest -q -ra -m cluster
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy
+
+demo: $(STAMP) tools
+	$(PY) hack/demo.py
+
+bench: $(STAMP) tools
+	$(PY) bench/reconcile_1000.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

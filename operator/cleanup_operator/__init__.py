@@ -1,0 +1,1 @@
+"""Kubernetes operator for artifact cleanup across vendors."""

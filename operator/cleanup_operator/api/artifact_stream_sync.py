@@ -1,0 +1,148 @@
+"""ArtifactStreamSync: keep an artifact inventory in step with its source (Harness or SourceCraft)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import (
+    CommonStatus,
+    Duration,
+    KindInfo,
+    Model,
+    PrinterColumn,
+    SecretKeySelector,
+    age_column,
+    ready_column,
+)
+from .storage_prune import CRON5_PATTERN
+
+
+class HarnessSource(Model):
+    url: str = Field(
+        "https://app.harness.io", pattern=r"^https?://[^\s]+$", max_length=2048, description="Harness base URL."
+    )
+    account_id: str = Field(min_length=1, max_length=128, description="Harness account id.")
+    api_key_secret_ref: SecretKeySelector = Field(description="Secret key holding the Harness API key (x-api-key).")
+    artifact_stream_ids: list[str] = Field(
+        min_length=1,
+        description="Artifact stream ids (UUIDs) to clean up. One or more.",
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 128}, "maxItems": 200},
+    )
+
+
+class SourceCraftSource(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.run) != (has(self.latestRun) && self.latestRun)",
+                    "message": "set either run or latestRun: true, not both and not neither",
+                }
+            ]
+        }
+    }
+
+    url: str = Field(
+        "https://api.sourcecraft.tech",
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+        description="SourceCraft API base URL.",
+    )
+    org: str = Field(min_length=1, max_length=128, description="Organization slug.")
+    repo: str = Field(min_length=1, max_length=128, description="Repository slug.")
+    run: str | None = Field(None, min_length=1, max_length=128, description="CI run slug.")
+    latest_run: bool | None = Field(None, description="Use the repository's newest run.")
+    workflow: str = Field(min_length=1, max_length=128, description="Workflow name as defined in the CI config.")
+    task: str = Field(min_length=1, max_length=128, description="Task name as defined in the CI config.")
+    cube: str = Field(min_length=1, max_length=128, description="Cube name as defined in the CI config.")
+    token_secret_ref: SecretKeySelector = Field(description="Secret key holding a personal access token (Bearer).")
+
+
+class ArtifactStreamSyncSpec(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.harness) != has(self.sourceCraft)",
+                    "message": "exactly one source: set either harness or sourceCraft",
+                }
+            ]
+        }
+    }
+
+    harness: HarnessSource | None = Field(None, description="Clean up Harness artifact streams.")
+    source_craft: SourceCraftSource | None = Field(None, description="Inventory a SourceCraft CI run's artifacts.")
+    interval: str = Duration("10m", "How often to sync (with jitter), unless a schedule is set.")
+    schedule: str | None = Field(
+        None, pattern=CRON5_PATTERN, max_length=128, description="Five-field cron schedule (UTC) instead of interval."
+    )
+    suspend: bool = Field(False, description="Stop syncing without deleting anything.")
+
+
+StreamState = Literal["Succeeded", "Unsupported", "NotFound", "Failed"]
+ArtifactStatus = Literal["registered", "success", "failed", "missing"]
+
+
+class StreamResult(Model):
+    id: str = Field(description="Artifact stream id.")
+    state: StreamState = Field(description="Succeeded, Unsupported, NotFound or Failed.")
+    message: str = Field("", description="Harness's message.")
+    last_synced_at: str | None = Field(None, description="When this stream was last cleaned up.")
+
+
+class ArtifactDates(Model):
+    registered_at: str | None = None
+    obtained_at: str | None = None
+    updated_at: str | None = None
+
+
+class InventoryArtifact(Model):
+    """An artifact without its download URL, which is a temporary credential and never stored."""
+
+    id: str = Field(description="Artifact id.")
+    local_path: str = Field(description="Path as defined in the CI configuration.")
+    status: ArtifactStatus = Field(description="registered, success, failed or missing.")
+    dates: ArtifactDates | None = Field(None, description="Registration, acquisition and update times.")
+
+
+class InventoryTotals(Model):
+    registered: int = 0
+    success: int = 0
+    failed: int = 0
+    missing: int = 0
+
+
+class Inventory(Model):
+    run: str | None = Field(None, description="The run the inventory is of.")
+    run_status: str | None = Field(None, description="The run's status in SourceCraft.")
+    totals: InventoryTotals = Field(default_factory=InventoryTotals, description="Artifacts by status.")
+    artifacts: list[InventoryArtifact] = Field(default_factory=list, description="At most 100 artifacts.")
+    truncated: bool = Field(False, description="Whether artifacts was capped at 100.")
+
+
+class ArtifactStreamSyncStatus(CommonStatus):
+    source: str | None = Field(None, description="harness or sourceCraft.")
+    synced: str | None = Field(None, description="Streams succeeded or artifacts present, as 'N/M'.")
+    last_synced_at: str | None = Field(None, description="When the source was last synced.")
+    streams: list[StreamResult] | None = Field(None, description="Per-stream results (Harness).")
+    inventory: Inventory | None = Field(None, description="The run's artifacts (SourceCraft).")
+    last_request_id: str | None = Field(None, description="The vendor's request id of the last error, for support.")
+
+
+ARTIFACT_STREAM_SYNC = KindInfo(
+    kind="ArtifactStreamSync",
+    plural="artifactstreamsyncs",
+    short_names=("ass", "streamsync"),
+    spec_model=ArtifactStreamSyncSpec,
+    status_model=ArtifactStreamSyncStatus,
+    description="Keeps an artifact inventory in step with its source: Harness artifact streams or SourceCraft CI runs.",
+    printer_columns=(
+        PrinterColumn("Source", ".status.source"),
+        ready_column(),
+        PrinterColumn("Synced", ".status.synced"),
+        PrinterColumn("Last Sync", ".status.lastSyncedAt", type="date"),
+        age_column(),
+    ),
+)

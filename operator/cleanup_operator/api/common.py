@@ -1,0 +1,143 @@
+"""Shapes shared by every kind: connections, Secret references, durations, conditions, kind metadata."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "cleanup.artifacts.dev"
+VERSION = "v1alpha1"
+CATEGORY = "cleanup"
+
+#: Annotation whose new value asks for a run now (Flux's reconcile.fluxcd.io/requestedAt habit).
+REQUESTED_AT = f"{GROUP}/requested-at"
+#: Annotation that lets a CleanupPolicy adopt a vendor policy that already exists under its key.
+ADOPT = f"{GROUP}/adopt"
+#: Annotation that lets an admin release the finalizer of a resource whose vendor stays unreachable.
+FORCE_DELETE = f"{GROUP}/force-delete"
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``1h30m`` or ``15s``."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r} (use Go syntax such as 30s, 10m, 1h)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def Duration(default: str, description: str) -> Any:  # noqa: N802 - reads as a type in models
+    return Field(default, description=description, pattern=DURATION_PATTERN, max_length=32)
+
+
+class Model(BaseModel):
+    """Base for our resource models: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def dump(self) -> dict[str, Any]:
+        """The wire form (camelCase, without unset optionals)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class SecretRef(Model):
+    """A Secret in the resource's own namespace holding an access token, or a username and password."""
+
+    name: str = Field(description="Name of a Secret in the same namespace.", min_length=1, max_length=253)
+    token_key: str = Field("token", description="Key of the access token (sent as a Bearer token).")
+    username_key: str = Field("username", description="Key of the user name, used when no token key is present.")
+    password_key: str = Field("password", description="Key of the password, used with usernameKey.")
+
+
+class SecretKeySelector(Model):
+    """One key of a Secret in the resource's own namespace."""
+
+    name: str = Field(description="Name of a Secret in the same namespace.", min_length=1, max_length=253)
+    key: str = Field(description="Key within the Secret.", min_length=1, max_length=253)
+
+
+class CASecretRef(Model):
+    name: str = Field(description="Name of a Secret in the same namespace holding a PEM CA bundle.", min_length=1)
+    key: str = Field("ca.crt", description="Key of the PEM bundle within the Secret.")
+
+
+class Connection(Model):
+    """How to reach a JFrog Artifactory instance."""
+
+    url: str = Field(
+        description="Base URL of the JFrog platform, e.g. https://acme.jfrog.io (without /artifactory).",
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+    )
+    secret_ref: SecretRef = Field(description="Credentials: an access token key, or username and password keys.")
+    ca_secret_ref: CASecretRef | None = Field(None, description="Optional CA bundle to trust for the URL's TLS.")
+    insecure_skip_verify: bool = Field(False, description="Skip TLS verification. Never use in production.")
+    timeout: str = Duration("30s", "Timeout of each request to the vendor.")
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(Model):
+    """A standard metav1.Condition."""
+
+    type: str = Field(description="Condition type: Ready, Synced, Reconciling or Stalled (and kind-specific ones).")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason for the last transition.")
+    message: str = Field("", description="Human-readable details.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="The generation this condition was computed for.")
+
+
+class CommonStatus(Model):
+    """Fields every kind's status carries."""
+
+    observed_generation: int | None = Field(None, description="metadata.generation last acted on.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Synced, Reconciling, Stalled.")
+    last_handled_requested_at: str | None = Field(
+        None, description=f"The last value of the {REQUESTED_AT} annotation that was acted on."
+    )
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str = "string"
+    description: str = ""
+    priority: int = 0
+
+
+def ready_column() -> PrinterColumn:
+    return PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status', description="Ready condition")
+
+
+def age_column() -> PrinterColumn:
+    return PrinterColumn("Age", ".metadata.creationTimestamp", type="date")
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """What crdgen needs to know of one kind, next to its models."""
+
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    spec_model: type[Model]
+    status_model: type[Model]
+    description: str
+    printer_columns: tuple[PrinterColumn, ...] = field(default_factory=tuple)
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"

@@ -1,0 +1,89 @@
+"""StoragePrune: JFrog's prune of unreferenced data (PUD), started and followed as a resource."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import CommonStatus, Connection, Duration, KindInfo, Model, PrinterColumn, age_column
+
+#: Five-field cron (minute hour day-of-month month day-of-week), or a @-macro.
+CRON5_PATTERN = r"^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|\S+(\s+\S+){4})$"
+
+Phase = Literal["Pending", "Waiting", "Running", "Succeeded", "Stopped", "Failed"]
+
+
+class StoragePruneSpec(Model):
+    connection: Connection = Field(description="The Artifactory whose filestore is pruned (admin credentials).")
+    dry_run: bool = Field(True, description="Only report what would be deleted. Deleting binaries is opt-in.")
+    binary_older_than_days: int = Field(1, ge=0, description="Prune only binaries older than this many days.")
+    start_from_directory: str | None = Field(
+        None, pattern=r"^[0-9a-f]{2}$", description="Filestore directory to start from: two hex digits, 00 to ff."
+    )
+    start_from_binary: str | None = Field(
+        None, pattern=r"^[0-9a-f]{40}$", description="SHA-1 of the binary to start from (40 hex digits)."
+    )
+    schedule: str | None = Field(
+        None,
+        pattern=CRON5_PATTERN,
+        max_length=128,
+        description="Five-field cron schedule (UTC). Without it the prune runs once.",
+    )
+    suspend: bool = Field(False, description="Start no new prune (a running one is still followed).")
+    stop_on_delete: bool = Field(True, description="Stop a running prune when this resource is deleted.")
+    poll_interval: str = Duration("15s", "How often a running prune's status is read.")
+    history_limit: int = Field(5, ge=0, le=50, description="How many finished runs status.history keeps.")
+
+
+class PruneReport(Model):
+    binaries_processed: int = Field(0, description="Binaries examined so far.")
+    binaries_cleaned: int = Field(0, description="Binaries deleted (or that would be, in a dry run).")
+    bytes_cleaned: int = Field(0, description="Bytes reclaimed (or that would be).")
+    reclaimed: str = Field("0 B", description="bytesCleaned, human-readable.")
+
+
+class PruneRun(Model):
+    """One finished prune, as kept in status.history."""
+
+    phase: Phase = Field(description="How the run ended.")
+    dry_run: bool | None = Field(None, description="Whether the run was a dry run.")
+    started_at: str | None = Field(None, description="When the run started.")
+    finished_at: str | None = Field(None, description="When the run was seen to end.")
+    duration: str | None = Field(None, description="How long it ran.")
+    binaries_cleaned: int = Field(0, description="Binaries deleted (or that would be).")
+    bytes_cleaned: int = Field(0, description="Bytes reclaimed (or that would be).")
+    error: str | None = Field(None, description="The vendor's error text, when it failed.")
+
+
+class StoragePruneStatus(CommonStatus):
+    phase: Phase | None = Field(None, description="Pending, Waiting, Running, Succeeded, Stopped or Failed.")
+    progress: str | None = Field(None, description='Directories processed: "N of 256".')
+    percent: int | None = Field(None, description="Progress as a percentage.")
+    report: PruneReport | None = Field(None, description="Counters of the current or last run.")
+    last_handled_directory: str | None = Field(None, description="The filestore directory last handled.")
+    started_at: str | None = Field(None, description="When the current or last run started.")
+    duration: str | None = Field(None, description="How long the current or last run has run.")
+    dry_run: bool | None = Field(None, description="Whether the current or last run is a dry run.")
+    error: str | None = Field(None, description="The vendor's error text when the run failed.")
+    started_by_us: bool | None = Field(None, description="Whether this resource started the current run.")
+    run_started_for: str | None = Field(None, description="The request (creation, tick or annotation) the run serves.")
+    last_schedule_time: str | None = Field(None, description="The last schedule tick acted on.")
+    history: list[PruneRun] = Field(default_factory=list, description="Finished runs, newest first.")
+
+
+STORAGE_PRUNE = KindInfo(
+    kind="StoragePrune",
+    plural="storageprunes",
+    short_names=("sprune",),
+    spec_model=StoragePruneSpec,
+    status_model=StoragePruneStatus,
+    description="A prune of unreferenced binaries in a JFrog Artifactory filestore, with live progress.",
+    printer_columns=(
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Progress", ".status.progress"),
+        PrinterColumn("Reclaimed", ".status.report.reclaimed"),
+        PrinterColumn("Dry Run", ".spec.dryRun", type="boolean"),
+        age_column(),
+    ),
+)

@@ -1,0 +1,72 @@
+"""``cleanup-operator``: flags → Kopf settings → run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import kopf
+
+from .handlers import register
+from .settings import OperatorOptions
+
+
+def parse_args(argv: list[str] | None = None) -> OperatorOptions:
+    parser = argparse.ArgumentParser(prog="cleanup-operator", description="Artifact cleanup across vendors, as custom resources.")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="namespace to watch (repeatable; globs allowed)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (cluster-wide)")
+    parser.add_argument("--liveness", metavar="URL", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--log-format", choices=["json", "text"], default="text")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--peering", metavar="NAME", help="Kopf peering object name for active/standby replicas")
+    parser.add_argument("--vendor-concurrency", type=int, default=50, help="vendor calls in flight at once")
+    parser.add_argument("--harness-rate", type=int, default=30, help="Harness requests per window per account")
+    parser.add_argument("--harness-window", type=float, default=60.0, help="Harness rate-limit window in seconds")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.namespace and not args.all_namespaces:
+        parser.error("give --namespace NS (repeatable) or --all-namespaces")
+    return OperatorOptions(
+        namespaces=tuple(args.namespace),
+        all_namespaces=args.all_namespaces,
+        liveness=args.liveness,
+        log_format=args.log_format,
+        metrics_port=args.metrics_port,
+        peering=args.peering,
+        verbose=args.verbose,
+        vendor_concurrency=args.vendor_concurrency,
+        harness_rate=args.harness_rate,
+        harness_window=args.harness_window,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    kopf.configure(
+        verbose=options.verbose,
+        log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines would carry URLs with queries
+    registry = kopf.OperatorRegistry()
+    register(registry, options)
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                clusterwide=options.all_namespaces,
+                namespaces=list(options.namespaces),
+                liveness_endpoint=options.liveness,
+                standalone=options.peering is None,
+                peering_name=options.peering,
+            )
+        )
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

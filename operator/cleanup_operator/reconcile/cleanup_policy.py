@@ -1,0 +1,400 @@
+"""CleanupPolicy: make an Artifactory package cleanup policy match its resource, and keep it so.
+
+Steps, in order: parse and check the spec → resolve the key and our claim on it → read the vendor
+policy → create / adopt / correct it (Manage) or report differences (ObserveOnly) → start a run the
+requested-at annotation asks for → follow the run. Each step owns the conditions it sets.
+
+Duplicate-free runs: before ``PUT …/run`` the request is written to status (``lastRun.state:
+Starting``). An operator that dies between that write and the run id finds ``Starting`` and
+looks for the run in the run summaries instead of starting another.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
+from ..api.common import ADOPT, REQUESTED_AT, parse_duration
+from ..runtime import Context, Event, Obj, Outcome, Retry
+from ..vendors import jfrog
+from ..vendors.errors import ConflictError, NotFoundError, VendorError
+from ..credentials import CredentialsError
+from .common import (
+    InvalidSpec,
+    claim_owner,
+    failure_outcome,
+    interval_of,
+    invalid_spec_outcome,
+    jfrog_claim_url,
+    jfrog_client,
+    parse_spec,
+)
+from .conditions import BACKOFF, StatusBuilder, iso
+
+log = logging.getLogger(__name__)
+
+ALREADY_EXISTS = "AlreadyExists"
+CONFLICT = "Conflict"
+POLICY_RUNNING = "PolicyRunning"
+SYNCED_REASON = "Synced"
+OBSERVED = "Observed"
+RUN_STATES_DONE = {"Succeeded", "Failed", "Stopped", "Refused"}
+
+_QUARTZ_FIELDS = (
+    (0, 59),  # seconds
+    (0, 59),  # minutes
+    (0, 23),  # hours
+    (1, 31),  # day of month
+    (1, 12),  # month
+    (1, 7),  # day of week
+)
+
+
+def policy_key(obj: Obj, spec: CleanupPolicySpec) -> str:
+    if spec.policy_key:
+        return spec.policy_key
+    key = re.sub(r"[^a-zA-Z0-9_-]", "-", obj.name)
+    if spec.project_key and not key.startswith(f"{spec.project_key}-"):
+        key = f"{spec.project_key}-{key}"
+    return key
+
+
+def check_quartz(expr: str) -> None:
+    """Quartz's field ranges for the numeric parts (names like MON or JAN are left to Artifactory)."""
+    fields = expr.split()
+    if len(fields) not in (6, 7):
+        raise InvalidSpec(f"cronExp {expr!r}: a Quartz expression has 6 or 7 fields, got {len(fields)}")
+    if fields[3] != "?" and fields[5] != "?":
+        raise InvalidSpec(f"cronExp {expr!r}: Quartz needs '?' in day-of-month or day-of-week")
+    for text, (lo, hi) in zip(fields[:6], _QUARTZ_FIELDS, strict=False):
+        for number in re.findall(r"\d+", text.split("/")[0]):
+            if not lo <= int(number) <= hi:
+                raise InvalidSpec(f"cronExp {expr!r}: {number} is outside {lo}-{hi} in field {text!r}")
+
+
+def desired_policy(spec: CleanupPolicySpec, key: str) -> jfrog.Policy:
+    """The vendor payload for a spec (``enabled`` is managed separately through the enablement call)."""
+    criteria = spec.search_criteria.model_dump(by_alias=True, exclude_none=True)
+    payload: dict[str, Any] = {
+        "key": key,
+        "description": spec.description,
+        "cronExp": spec.cron_exp,
+        "durationInMinutes": spec.duration_in_minutes,
+        "enabled": spec.enabled,
+        "skipTrashcan": spec.skip_trashcan,
+        "searchCriteria": criteria,
+    }
+    if spec.project_key:
+        payload["projectKey"] = spec.project_key
+    return jfrog.Policy.model_validate({k: v for k, v in payload.items() if v is not None})
+
+
+def differences(desired: jfrog.Policy, current: jfrog.Policy) -> list[str]:
+    """Top-level and searchCriteria fields that differ after normalising server-echoed defaults."""
+    want, have = jfrog.normalise_policy(desired), jfrog.normalise_policy(current)
+    out: list[str] = []
+    for name in sorted(set(want) | set(have)):
+        if name in ("enabled", "key", "projectKey"):
+            continue
+        if name == "searchCriteria":
+            w, h = want.get(name) or {}, have.get(name) or {}
+            out += [f"searchCriteria.{f}" for f in sorted(set(w) | set(h)) if w.get(f) != h.get(f)]
+        elif want.get(name) != have.get(name):
+            out.append(name)
+    if want.get("enabled") != have.get("enabled"):
+        out.append("enabled")
+    return out
+
+
+class CleanupPolicyReconciler:
+    kind = CLEANUP_POLICY
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._failures: dict[str, int] = {}
+
+    @staticmethod
+    def claim_key(body: Any) -> str | None:
+        spec = body.get("spec") or {}
+        url = jfrog_claim_url(spec)
+        if not url:
+            return None
+        meta = body.get("metadata") or {}
+        key = spec.get("policyKey") or re.sub(r"[^a-zA-Z0-9_-]", "-", meta.get("name", ""))
+        project = spec.get("projectKey")
+        if not spec.get("policyKey") and project and not key.startswith(f"{project}-"):
+            key = f"{project}-{key}"
+        return f"{url}|{key}"
+
+    async def reconcile(self, obj: Obj) -> Outcome:
+        try:
+            spec = parse_spec(CleanupPolicySpec, obj)
+            if spec.cron_exp:
+                check_quartz(spec.cron_exp)
+        except InvalidSpec as exc:
+            return invalid_spec_outcome(obj, exc)
+        b = obj.builder()
+        key = policy_key(obj, spec)
+        b["policyKey"] = key
+        if spec.suspend:
+            b.suspended()
+            b.observe()
+            return Outcome(b.result(), None)
+
+        claim = self.claim_key(obj.body) if obj.body is not None else None
+        owner = claim_owner(self.ctx, self.kind.plural, claim) if claim else None
+        if owner is not None and owner[2] != obj.uid:
+            b.stalled(CONFLICT, f"policy {key} on {spec.connection.url} is already managed by CleanupPolicy {owner[1]}")
+            b.observe()
+            return Outcome(b.result(), interval_of(spec.interval))
+
+        events: list[Event] = []
+        attempt = self._failures.get(obj.uid, 0)
+        try:
+            async with self.ctx.vendor_slots:
+                requeue = await self._sync(obj, spec, key, b, events)
+        except (VendorError, CredentialsError) as exc:
+            self._failures[obj.uid] = attempt + 1
+            if isinstance(exc, VendorError) and exc.reason == "AuthenticationFailed":
+                self.ctx.credentials.forget(obj.namespace, spec.connection.secret_ref.name)
+            if isinstance(exc, ConflictError):
+                b.progressing(POLICY_RUNNING, f"Artifactory refused the change for now, retrying: {exc}", synced=False)
+                b.observe()
+                return Outcome(b.result(), BACKOFF.delay(attempt), events)
+            failure, retry = failure_outcome(
+                b, exc, attempt, secret=f"{obj.namespace}/{spec.connection.secret_ref.name}"
+            )
+            b.observe()
+            if failure.stalled and b.get("stalledEvent") != failure.reason:
+                events.append(Event("Warning", failure.reason, failure.message))
+            return Outcome(b.result(), retry if retry is not None else interval_of(spec.interval), events)
+        self._failures.pop(obj.uid, None)
+        b.observe()
+        return Outcome(b.result(), requeue, events)
+
+    async def _sync(
+        self, obj: Obj, spec: CleanupPolicySpec, key: str, b: StatusBuilder, events: list[Event]
+    ) -> float | None:
+        client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
+        desired = desired_policy(spec, key)
+        try:
+            current: jfrog.Policy | None = await client.get_policy(key)
+        except NotFoundError:
+            current = None
+
+        if spec.management_policy == "ObserveOnly":
+            return self._observe(spec, key, b, current)
+
+        managed = bool(obj.status.get("managed")) and obj.status.get("policyKey") == key
+        wrote = False
+        if current is None:
+            if managed and obj.status.get("lastSyncedAt"):
+                self._count_drift(b, events, f"policy {key} was deleted in Artifactory; recreated it")
+            # Mark the policy as ours before creating it, so a crash right after POST cannot turn
+            # our own policy into someone else's on restart.
+            b["managed"] = True
+            await self.ctx.write_status(obj, b.result())
+            await client.create_policy(desired.model_copy(update={"enabled": False}))
+            if spec.enabled:
+                await client.set_enabled(key, True)
+            events.append(Event("Normal", "Created", f"created cleanup policy {key} in Artifactory"))
+            wrote = True
+        else:
+            if not managed:
+                if obj.annotations.get(ADOPT) != "true":
+                    b["managed"] = None
+                    b.stalled(
+                        ALREADY_EXISTS,
+                        f"a cleanup policy with key {key} already exists in Artifactory; annotate the resource"
+                        f' with {ADOPT}: "true" to adopt it',
+                    )
+                    return interval_of(spec.interval)
+                b["managed"] = True
+                events.append(Event("Normal", "Adopted", f"adopted existing cleanup policy {key}"))
+            diffs = differences(desired, current)
+            body_diffs = [d for d in diffs if d != "enabled"]
+            if body_diffs:
+                await client.update_policy(desired.model_copy(update={"enabled": current.enabled}))
+                wrote = True
+            if "enabled" in diffs:
+                await client.set_enabled(key, spec.enabled)
+                wrote = True
+            if wrote:
+                spec_changed = obj.status.get("observedGeneration") != obj.generation or not managed
+                if spec_changed:
+                    events.append(Event("Normal", "Updated", f"updated policy {key}: {', '.join(diffs)}"))
+                else:
+                    self._count_drift(b, events, f"corrected drift in policy {key}: {', '.join(diffs)}")
+        if wrote:
+            current = await client.get_policy(key)
+            b["lastSyncedAt"] = iso()
+        elif not b.get("lastSyncedAt"):
+            b["lastSyncedAt"] = iso()
+        b["enabled"] = current.enabled
+        b["differences"] = None
+        b["managed"] = True
+
+        poll = await self._runs(obj, spec, key, b, events, client, current)
+        b.ready(SYNCED_REASON, f"policy {key} matches the spec")
+        if poll is not None:
+            b.set_condition("Reconciling", True, "RunInProgress", f"run {b['lastRun'].get('runId')} in progress")
+            return poll
+        return interval_of(spec.interval)
+
+    def _observe(
+        self, spec: CleanupPolicySpec, key: str, b: StatusBuilder, current: jfrog.Policy | None
+    ) -> float:
+        b["managed"] = None
+        if current is None:
+            b["enabled"] = None
+            b["differences"] = None
+            b.stalled("NotFound", f"ObserveOnly: no cleanup policy with key {key} in Artifactory")
+            return interval_of(spec.interval)
+        diffs = differences(desired_policy(spec, key), current)
+        b["enabled"] = current.enabled
+        b["differences"] = diffs or None
+        if not b.get("lastSyncedAt") or b.condition("Ready") is None:
+            b["lastSyncedAt"] = iso()
+        message = "matches the spec" if not diffs else f"differs from the spec in {', '.join(diffs)}"
+        b.ready(OBSERVED, f"ObserveOnly: policy {key} {message}")
+        return interval_of(spec.interval)
+
+    @staticmethod
+    def _count_drift(b: StatusBuilder, events: list[Event], message: str) -> None:
+        b["driftCorrections"] = int(b.get("driftCorrections") or 0) + 1
+        events.append(Event("Warning", "DriftCorrected", message))
+
+    async def _runs(
+        self,
+        obj: Obj,
+        spec: CleanupPolicySpec,
+        key: str,
+        b: StatusBuilder,
+        events: list[Event],
+        client: jfrog.JFrogClient,
+        current: jfrog.Policy,
+    ) -> float | None:
+        """Start the run the annotation asks for, once; follow a run in progress. Returns a poll delay."""
+        poll = parse_duration(spec.on_demand_run.poll_interval)
+        last: dict[str, Any] = dict(b.get("lastRun") or {})
+        requested = obj.annotations.get(REQUESTED_AT)
+        if requested and requested != b.get("lastHandledRequestedAt"):
+            if last.get("state") == "Starting" and last.get("requestedAt") == requested:
+                found = await self._find_started_run(client, key, last)
+                if found is not None:
+                    last.update(found)
+            else:
+                dry = spec.on_demand_run.dry_run
+                if not current.enabled:
+                    last = {
+                        "requestedAt": requested,
+                        "dryRun": dry,
+                        "state": "Refused",
+                        "message": f"policy {key} is disabled in Artifactory: a disabled policy cannot run;"
+                        " set spec.enabled to true",
+                    }
+                    b["lastRun"] = last
+                    b["lastHandledRequestedAt"] = requested
+                    events.append(Event("Warning", "RunRefused", last["message"]))
+                    return None
+                last = {"requestedAt": requested, "dryRun": dry, "state": "Starting", "startedAt": iso()}
+                b["lastRun"] = last
+                await self.ctx.write_status(obj, b.result())
+                run_id = await client.run_policy(key, dry_run=dry)
+                last = {**last, "runId": run_id, "state": "Running"}
+                kind = "dry run" if dry else "run"
+                events.append(Event("Normal", "RunStarted", f"started {kind} {run_id} of policy {key}"))
+            b["lastRun"] = last
+            b["lastHandledRequestedAt"] = requested
+            # Written at once: the run id must survive a crash before the end of this reconcile.
+            await self.ctx.write_status(obj, b.result())
+
+        if last.get("state") in ("Running", "Starting") and last.get("runId") is not None:
+            summary = await self._summary(client, key, int(last["runId"]))
+            if summary is not None:
+                last.update(summary)
+                b["lastRun"] = last
+                if last.get("state") in RUN_STATES_DONE:
+                    what = "Dry run" if last.get("dryRun") else "Run"
+                    events.append(
+                        Event(
+                            "Normal" if last["state"] == "Succeeded" else "Warning",
+                            f"Run{last['state']}",
+                            f"{what} {last['runId']} of policy {key} {last['state'].lower()}:"
+                            f" {last.get('packagesDeleted', 0)} packages, {last.get('versionsDeleted', 0)}"
+                            f" versions, {last.get('bytesDeleted', 0)} bytes"
+                            + (" would be deleted" if last.get("dryRun") else " deleted"),
+                        )
+                    )
+                    return None
+            return poll
+        return None
+
+    async def _summary(self, client: jfrog.JFrogClient, key: str, run_id: int) -> dict[str, Any] | None:
+        for summary in await client.run_summaries(key):
+            if summary.run_id == run_id:
+                return _last_run_fields(summary)
+        return None
+
+    async def _find_started_run(
+        self, client: jfrog.JFrogClient, key: str, last: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """After a crash between starting a run and recording it: the newest run since we asked."""
+        since = str(last.get("startedAt") or "")
+        candidates = [s for s in await client.run_summaries(key) if (s.started_at or "") >= since[:19]]
+        if not candidates:
+            return None
+        newest = max(candidates, key=lambda s: s.run_id)
+        return {"runId": newest.run_id, **_last_run_fields(newest)}
+
+    async def finalize(self, obj: Obj) -> Outcome | None:
+        try:
+            spec = parse_spec(CleanupPolicySpec, obj)
+        except InvalidSpec:
+            return None
+        key = obj.status.get("policyKey") or policy_key(obj, spec)
+        if spec.deletion_policy == "Orphan" or spec.management_policy == "ObserveOnly":
+            return None
+        if not obj.status.get("managed"):
+            return None
+        b = obj.builder()
+        try:
+            client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
+            last = obj.status.get("lastRun") or {}
+            if last.get("state") == "Running" and last.get("runId") is not None:
+                try:
+                    await client.stop_run(int(last["runId"]))
+                except (NotFoundError, ConflictError):
+                    pass
+            await client.delete_policy(key)
+        except NotFoundError:
+            return None
+        except (VendorError, CredentialsError) as exc:
+            attempt = self._failures.get(obj.uid, 0)
+            self._failures[obj.uid] = attempt + 1
+            failure, retry = failure_outcome(b, exc, attempt, secret=f"{obj.namespace}/{spec.connection.secret_ref.name}")
+            b.set_condition(
+                "Ready",
+                False,
+                "DeletionBlocked",
+                f"cannot delete policy {key} in Artifactory: {failure.message}. To release the resource without"
+                f' deleting the policy, annotate it with cleanup.artifacts.dev/force-delete: "true"',
+            )
+            raise Retry(failure.message, retry or BACKOFF.delay(attempt), status=b.result()) from exc
+        self._failures.pop(obj.uid, None)
+        return None
+
+
+def _last_run_fields(summary: jfrog.RunSummary) -> dict[str, Any]:
+    out = {
+        "state": summary.state,
+        "startedAt": summary.started_at,
+        "finishedAt": summary.finished_at,
+        "packagesDeleted": summary.packages_deleted,
+        "versionsDeleted": summary.versions_deleted,
+        "bytesDeleted": summary.bytes_deleted,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+

@@ -1,0 +1,74 @@
+"""Helpers every reconciler uses: spec parsing, claims, JFrog clients, error outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from ..api.common import Connection, Model, parse_duration
+from ..runtime import Context, Obj, Outcome, jittered
+from ..vendors.jfrog import JFrogClient
+from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify
+
+M = TypeVar("M", bound=Model)
+
+
+class InvalidSpec(Exception):
+    """The spec passed the API server's checks but not ours (an older CRD, a Quartz detail)."""
+
+
+def parse_spec(model: type[M], obj: Obj) -> M:
+    try:
+        return model.model_validate(obj.spec)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidSpec(problems) from exc
+
+
+def claim_owner(ctx: Context, plural: str, key: str) -> tuple[str, str, str] | None:
+    """The oldest object claiming ``key`` (creationTimestamp, then namespace/name): it alone may act."""
+    index = getattr(ctx, "indexes", {}).get(plural)
+    if index is None or key not in index:
+        return None
+    values: list[tuple[str, str, str]] = list(index[key])
+    return min(values) if values else None
+
+
+def jfrog_claim_url(spec: Mapping[str, Any]) -> str | None:
+    url = (spec.get("connection") or {}).get("url")
+    return str(url).rstrip("/").lower() if url else None
+
+
+async def jfrog_client(ctx: Context, namespace: str, conn: Connection) -> JFrogClient:
+    opts = await ctx.credentials.jfrog_options(namespace, conn)
+    return JFrogClient(ctx.client_for(opts))
+
+
+def invalid_spec_outcome(obj: Obj, exc: InvalidSpec) -> Outcome:
+    b = obj.builder()
+    b.stalled(INVALID_SPEC, f"spec is invalid: {exc}")
+    b.observe()
+    return Outcome(b.result(), None)
+
+
+def failure_outcome(
+    b: StatusBuilder, exc: Exception, attempt: int, *, secret: str | None, keep_ready: bool = False
+) -> tuple[Failure, float | None]:
+    """Record a vendor or credential failure on ``b``; return it and when to try again."""
+    failure = classify(exc, attempt)
+    if failure.reason == "AuthenticationFailed" and secret:
+        failure = Failure(
+            failure.reason,
+            f"the vendor refused the credentials in Secret {secret}: {failure.message}",
+            stalled=True,
+        )
+    b.failed(failure, keep_ready=keep_ready)
+    if failure.request_id:
+        b["lastRequestId"] = failure.request_id
+    return failure, failure.retry_after
+
+
+def interval_of(text: str) -> float:
+    return jittered(parse_duration(text))

@@ -1,0 +1,1 @@
+"""Test aids shipped with the operator: a real control plane and stateful vendor simulators."""

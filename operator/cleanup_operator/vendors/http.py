@@ -1,0 +1,249 @@
+"""Shared HTTP plumbing for the vendor clients: client factory, one request helper that maps
+transport and status failures onto :mod:`.errors`, backoff with jitter, and a per-key rate limiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .errors import (
+    AuthError,
+    BadResponseError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    TransientError,
+    VendorError,
+    redact_url,
+    truncate,
+)
+
+USER_AGENT = "cleanup-operator/0.1"
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How to reach one vendor endpoint. Secrets live only in ``headers``/``auth`` and are never printed."""
+
+    base_url: str
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    insecure_skip_verify: bool = False
+    timeout: float = 30.0
+
+
+def make_client(opts: ClientOptions, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """One pooled client per endpoint and credentials; TLS verification is on unless asked otherwise."""
+    verify: ssl.SSLContext | bool
+    if opts.insecure_skip_verify:
+        verify = False
+    elif opts.ca_pem:
+        verify = ssl.create_default_context(cadata=opts.ca_pem)
+    else:
+        verify = True
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **opts.headers}
+    return httpx.AsyncClient(
+        base_url=opts.base_url.rstrip("/"),
+        headers=headers,
+        auth=httpx.BasicAuth(*opts.auth) if opts.auth else None,
+        verify=verify,
+        timeout=httpx.Timeout(opts.timeout, connect=min(opts.timeout, 10.0)),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        transport=transport,
+    )
+
+
+ErrorMessage = Callable[[httpx.Response, Any], str | None]
+
+
+def default_error_message(response: httpx.Response, body: Any) -> str | None:
+    """Pull a human message out of the common error body shapes."""
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            msgs = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+            return "; ".join(msgs)
+        for key in ("message", "info", "error"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return None
+
+
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    vendor: str,
+    expect: tuple[int, ...] = (200, 201, 202, 204),
+    error_message: ErrorMessage = default_error_message,
+    request_id_key: str | None = None,
+    **kwargs: Any,
+) -> tuple[httpx.Response, Any]:
+    """Send a request and return ``(response, parsed JSON body or None)``.
+
+    Raises the most specific :class:`VendorError` for transport failures, non-expected status codes
+    and unreadable bodies. Status codes in ``expect`` are returned to the caller even when they are
+    errors by HTTP standards (412 is a normal answer for JFrog's prune status).
+    """
+    where = f"{method} {redact_url(path)}"
+    try:
+        response = await client.request(method, path, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise TransientError(f"{vendor}: {where} timed out", vendor=vendor) from exc
+    except httpx.TransportError as exc:
+        raise TransientError(
+            f"{vendor}: {where} failed: {type(exc).__name__}", vendor=vendor
+        ) from exc
+
+    body: Any = None
+    raw = response.content
+    if raw:
+        ctype = response.headers.get("content-type", "")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            if response.status_code in expect and response.status_code < 300:
+                raise BadResponseError(
+                    f"{vendor}: {where} answered a body that is not JSON ({ctype or 'no content type'})",
+                    vendor=vendor,
+                    status_code=response.status_code,
+                ) from exc
+            body = None
+        else:
+            if "json" not in ctype and response.status_code < 300 and response.status_code in expect:
+                raise BadResponseError(
+                    f"{vendor}: {where} answered content type {ctype or 'none'}, expected application/json",
+                    vendor=vendor,
+                    status_code=response.status_code,
+                )
+
+    if response.status_code in expect:
+        return response, body
+
+    code = response.status_code
+    msg = error_message(response, body) or truncate(response.text or response.reason_phrase)
+    request_id = None
+    details: dict[str, Any] = {}
+    if request_id_key and isinstance(body, dict):
+        request_id = body.get(request_id_key)
+        details = {k: v for k, v in body.items() if k != "details"}
+    text = f"{vendor}: {where}: {truncate(msg)}"
+    kw: dict[str, Any] = {"vendor": vendor, "status_code": code, "request_id": request_id, "details": details}
+    if code in (401, 403):
+        raise AuthError(text, **kw)
+    if code == 404:
+        raise NotFoundError(text, **kw)
+    if code == 429:
+        retry_after = _parse_retry_after(response.headers.get("retry-after"))
+        raise RateLimitedError(text, retry_after=retry_after, **kw)
+    if code in (409, 412, 423):
+        raise ConflictError(text, **kw)
+    if code >= 500:
+        raise TransientError(text, **kw)
+    if 400 <= code < 500:
+        raise RejectedError(text, **kw)
+    raise VendorError(text, **kw)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**attempt))``."""
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        upper = min(self.cap, self.base * (2 ** max(0, attempt)))
+        return random.uniform(upper / 2, upper)
+
+
+class RateLimiter:
+    """A sliding-window limiter: at most ``limit`` acquisitions per ``window`` seconds.
+
+    One instance is shared by every caller of a key (a Harness account), so many resources
+    never stampede one vendor account. Waiters are served in FIFO order.
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._stamps: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self._penalty_until = 0.0
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                if now < self._penalty_until:
+                    await asyncio.sleep(self._penalty_until - now)
+                    continue
+                while self._stamps and now - self._stamps[0] >= self.window:
+                    self._stamps.popleft()
+                if len(self._stamps) < self.limit:
+                    self._stamps.append(now)
+                    return
+                await asyncio.sleep(self.window - (now - self._stamps[0]) + 0.01)
+
+    def penalize(self, seconds: float) -> None:
+        """After a 429, hold every caller of this key back for a while."""
+        self._penalty_until = max(self._penalty_until, time.monotonic() + seconds)
+
+
+class RateLimiters:
+    """Limiters by key, created on first use. Owned by the operator and passed in explicitly."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._by_key: dict[str, RateLimiter] = {}
+
+    def get(self, key: str) -> RateLimiter:
+        limiter = self._by_key.get(key)
+        if limiter is None:
+            limiter = self._by_key[key] = RateLimiter(self.limit, self.window)
+        return limiter
+
+
+class ClientPool:
+    """One pooled ``httpx.AsyncClient`` per endpoint and credentials, reused across reconciles.
+
+    ``key`` is an opaque fingerprint of the options (a hash, never the credentials themselves).
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._transport = transport
+
+    def get(self, key: str, opts: ClientOptions) -> httpx.AsyncClient:
+        client = self._clients.get(key)
+        if client is None or client.is_closed:
+            client = self._clients[key] = make_client(opts, transport=self._transport)
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()

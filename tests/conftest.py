@@ -1,0 +1,48 @@
+"""Fixtures shared by every tier. Tier markers are applied from the folder a test lives in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from cleanup_operator.testing.simulators import SimulatorServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+VENDOR_DOCS = SHARED / "vendor-docs"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("unit", "sim", "cluster"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[SimulatorServer]:
+    """One simulator server for the session, in its own thread; see the ``sim`` fixture."""
+    from cleanup_operator.testing.simulators import build_server
+
+    server = build_server().start_in_thread()
+    yield server
+    server.stop_thread()
+
+
+@pytest.fixture
+def sim(sim_server: SimulatorServer) -> Iterator[SimulatorServer]:
+    """The simulator server, with all state, faults and calls forgotten before each test."""
+    sim_server.reset()
+    yield sim_server
+    sim_server.reset()
+
+
+@pytest.fixture(scope="session")
+def vendor_docs() -> Path:
+    if not VENDOR_DOCS.is_dir():
+        pytest.fail(f"vendor documents not found at {VENDOR_DOCS}: ../shared must sit beside the repo")
+    return VENDOR_DOCS
