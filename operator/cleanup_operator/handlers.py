@@ -112,14 +112,23 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
     resource = (GROUP, VERSION, kind.plural)
     index_id = f"{kind.plural}_claims"
 
-    def claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, str, str]] | None:
+    def claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, ...]] | None:
         factory = state.factories[kind.plural]
         claim_key = getattr(factory, "claim_key", None)
         key = claim_key(body) if claim_key else None
         if key is None:
             return None
         meta = body.get("metadata", {})
-        return {key: (meta.get("creationTimestamp", ""), f"{meta.get('namespace')}/{meta.get('name')}", meta.get("uid", ""))}
+        claim_value = getattr(factory, "claim_value", None)
+        extra: tuple[str, ...] = claim_value(body) if claim_value else ()
+        return {
+            key: (
+                meta.get("creationTimestamp", ""),
+                f"{meta.get('namespace')}/{meta.get('name')}",
+                meta.get("uid", ""),
+                *extra,
+            )
+        }
 
     claims.__name__ = index_id
     kopf.index(*resource, id=index_id, registry=registry)(claims)

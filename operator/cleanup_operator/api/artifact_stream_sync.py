@@ -126,9 +126,9 @@ class ArtifactStreamSyncStatus(CommonStatus):
     source: str | None = Field(None, description="harness or sourceCraft.")
     synced: str | None = Field(None, description="Streams succeeded or artifacts present, as 'N/M'.")
     last_synced_at: str | None = Field(None, description="When the source was last synced.")
+    last_attempt_at: str | None = Field(None, description="When a sync last failed in a way retrying cannot fix.")
     streams: list[StreamResult] | None = Field(None, description="Per-stream results (Harness).")
     inventory: Inventory | None = Field(None, description="The run's artifacts (SourceCraft).")
-    last_request_id: str | None = Field(None, description="The vendor's request id of the last error, for support.")
 
 
 ARTIFACT_STREAM_SYNC = KindInfo(

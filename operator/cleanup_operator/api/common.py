@@ -103,6 +103,7 @@ class CommonStatus(Model):
     last_handled_requested_at: str | None = Field(
         None, description=f"The last value of the {REQUESTED_AT} annotation that was acted on."
     )
+    last_request_id: str | None = Field(None, description="The vendor's request id of the last error, for support.")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ class StoragePruneStatus(CommonStatus):
     error: str | None = Field(None, description="The vendor's error text when the run failed.")
     started_by_us: bool | None = Field(None, description="Whether this resource started the current run.")
     run_started_for: str | None = Field(None, description="The request (creation, tick or annotation) the run serves.")
+    pending_since: str | None = Field(
+        None, description="When the start of the pending run was recorded, before asking Artifactory."
+    )
     last_schedule_time: str | None = Field(None, description="The last schedule tick acted on.")
     history: list[PruneRun] = Field(default_factory=list, description="Finished runs, newest first.")
 

@@ -27,12 +27,12 @@ def parse_spec(model: type[M], obj: Obj) -> M:
         raise InvalidSpec(problems) from exc
 
 
-def claim_owner(ctx: Context, plural: str, key: str) -> tuple[str, str, str] | None:
+def claim_owner(ctx: Context, plural: str, key: str) -> tuple[str, ...] | None:
     """The oldest object claiming ``key`` (creationTimestamp, then namespace/name): it alone may act."""
     index = getattr(ctx, "indexes", {}).get(plural)
     if index is None or key not in index:
         return None
-    values: list[tuple[str, str, str]] = list(index[key])
+    values: list[tuple[str, ...]] = list(index[key])
     return min(values) if values else None
 
 

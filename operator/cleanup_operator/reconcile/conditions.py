@@ -80,6 +80,10 @@ class StatusBuilder:
     def __getitem__(self, key: str) -> Any:
         return self.data.get(key)
 
+    def update(self, fields: dict[str, Any]) -> None:
+        for key, value in fields.items():
+            self[key] = value
+
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
 
