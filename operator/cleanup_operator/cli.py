@@ -14,17 +14,35 @@ from .settings import OperatorOptions
 
 
 def parse_args(argv: list[str] | None = None) -> OperatorOptions:
-    parser = argparse.ArgumentParser(prog="cleanup-operator", description="Artifact cleanup across vendors, as custom resources.")
+    parser = argparse.ArgumentParser(
+        prog="cleanup-operator", description="Artifact cleanup across vendors, as custom resources."
+    )
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=[], help="namespace to watch (repeatable; globs allowed)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (cluster-wide)")
-    parser.add_argument("--liveness", metavar="URL", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="namespace to watch (repeatable; globs allowed)",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (cluster-wide)"
+    )
+    parser.add_argument(
+        "--liveness", metavar="URL", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
     parser.add_argument("--log-format", choices=["json", "text"], default="text")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    parser.add_argument("--peering", metavar="NAME", help="Kopf peering object name for active/standby replicas")
+    parser.add_argument(
+        "--peering", metavar="NAME", help="Kopf peering object name for active/standby replicas"
+    )
     parser.add_argument("--vendor-concurrency", type=int, default=50, help="vendor calls in flight at once")
-    parser.add_argument("--harness-rate", type=int, default=30, help="Harness requests per window per account")
-    parser.add_argument("--harness-window", type=float, default=60.0, help="Harness rate-limit window in seconds")
+    parser.add_argument(
+        "--harness-rate", type=int, default=30, help="Harness requests per window per account"
+    )
+    parser.add_argument(
+        "--harness-window", type=float, default=60.0, help="Harness rate-limit window in seconds"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if not args.namespace and not args.all_namespaces:

@@ -159,7 +159,12 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
         obj = Obj.from_body(kind, body)
         ctx = state.context()
         if obj.annotations.get(FORCE_DELETE) == "true":
-            log.warning("%s %s: %s is set; releasing the finalizer without vendor clean-up", kind.kind, obj.ref, FORCE_DELETE)
+            log.warning(
+                "%s %s: %s is set; releasing the finalizer without vendor clean-up",
+                kind.kind,
+                obj.ref,
+                FORCE_DELETE,
+            )
             return
         try:
             outcome = await state.reconciler(kind).finalize(obj)
@@ -172,4 +177,6 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
             for ev in outcome.events:
                 ctx.emit(obj, ev)
 
-    kopf.on.delete(*resource, id=f"{kind.plural}_finalize", registry=registry, retries=None, backoff=5)(delete)
+    kopf.on.delete(*resource, id=f"{kind.plural}_finalize", registry=registry, retries=None, backoff=5)(
+        delete
+    )

@@ -44,8 +44,10 @@ class KubeAPI:
             verify = ctx
         cert: tuple[str, str] | None = None
         if info.certificate_path or info.certificate_data:
-            cert = (_materialise(info.certificate_path, info.certificate_data),
-                    _materialise(info.private_key_path, info.private_key_data))
+            cert = (
+                _materialise(info.certificate_path, info.certificate_data),
+                _materialise(info.private_key_path, info.private_key_data),
+            )
             if isinstance(verify, ssl.SSLContext):
                 verify.load_cert_chain(*cert)
         headers = {}
@@ -80,7 +82,9 @@ class KubeAPI:
         if resp.status_code == 404:
             return  # deleted meanwhile
         if resp.status_code >= 400:
-            raise KubeError(f"patching status of {plural}/{namespace}/{name}: HTTP {resp.status_code}", resp.status_code)
+            raise KubeError(
+                f"patching status of {plural}/{namespace}/{name}: HTTP {resp.status_code}", resp.status_code
+            )
 
 
 def _materialise(path: Any, data: Any) -> str:

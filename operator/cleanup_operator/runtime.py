@@ -226,11 +226,15 @@ async def run_loop(
         except KubeError as exc:
             failures += 1
             delay = min(300.0, 2.0 * 2**failures)
-            log.warning("%s %s: status not written (%s); retrying in %.0fs", obj.kind.kind, obj.ref, exc, delay)
+            log.warning(
+                "%s %s: status not written (%s); retrying in %.0fs", obj.kind.kind, obj.ref, exc, delay
+            )
         except Exception:
             failures += 1
             delay = min(300.0, 2.0 * 2**failures)
-            log.exception("%s %s: reconcile failed unexpectedly; retrying in %.0fs", obj.kind.kind, obj.ref, delay)
+            log.exception(
+                "%s %s: reconcile failed unexpectedly; retrying in %.0fs", obj.kind.kind, obj.ref, delay
+            )
         await _sleep(wake, stop_waiter, delay)
 
 

@@ -74,7 +74,9 @@ class Cron:
         expr = MACROS.get(expr.strip().lower(), expr)
         fields = expr.split()
         if len(fields) != 5:
-            raise ScheduleError(f"{expr!r}: a schedule has 5 fields (minute hour day-of-month month day-of-week)")
+            raise ScheduleError(
+                f"{expr!r}: a schedule has 5 fields (minute hour day-of-month month day-of-week)"
+            )
         m, h, d, mo, w = (
             _field(f, lo, hi, names)
             for f, (lo, hi), names in zip(fields, _RANGES, ({}, {}, {}, _MONTHS, _DAYS), strict=True)

@@ -85,7 +85,9 @@ class Operator:
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, sim_server: SimulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def operator(
+    control_plane: ControlPlane, sim_server: SimulatorServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
     """One operator for the session, watching every ``e2e-*`` namespace."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     op = Operator(
@@ -102,7 +104,9 @@ class Kube:
         self.cp = cp
         self.ns = namespace
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self.cp.kubectl(*args, input=input, check=check)
 
     def apply(self, obj: dict[str, Any] | str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -120,19 +124,36 @@ class Kube:
         self.kubectl("annotate", "--overwrite", "-n", self.ns, f"{plural}.{GROUP}", name, *pairs)
 
     def delete(self, plural: str, name: str, wait: bool = False) -> None:
-        self.kubectl("delete", "-n", self.ns, f"{plural}.{GROUP}", name, f"--wait={str(wait).lower()}", "--ignore-not-found")
+        self.kubectl(
+            "delete",
+            "-n",
+            self.ns,
+            f"{plural}.{GROUP}",
+            name,
+            f"--wait={str(wait).lower()}",
+            "--ignore-not-found",
+        )
 
     def secret(self, name: str, **data: str) -> None:
         args = [f"--from-literal={k}={v}" for k, v in data.items()]
-        manifest = self.kubectl("create", "secret", "generic", name, "-n", self.ns, *args, "--dry-run=client", "-o", "yaml").stdout
+        manifest = self.kubectl(
+            "create", "secret", "generic", name, "-n", self.ns, *args, "--dry-run=client", "-o", "yaml"
+        ).stdout
         self.kubectl("apply", "-n", self.ns, "-f", "-", input=manifest)
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        res = self.kubectl("get", "events", "-n", self.ns, "--field-selector", f"involvedObject.name={name}", "-o", "json")
+        res = self.kubectl(
+            "get", "events", "-n", self.ns, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+        )
         return list(json.loads(res.stdout).get("items", []))
 
     def wait_for(
-        self, plural: str, name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0, what: str = ""
+        self,
+        plural: str,
+        name: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 60.0,
+        what: str = "",
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] | None = None

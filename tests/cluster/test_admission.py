@@ -40,7 +40,12 @@ POLICY: dict[str, Any] = {
 }
 
 
-def policy(name: str, spec: dict[str, Any] | None = None, criteria: dict[str, Any] | None = None, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+def policy(
+    name: str,
+    spec: dict[str, Any] | None = None,
+    criteria: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+) -> dict[str, Any]:
     obj = copy.deepcopy(POLICY)
     obj["metadata"]["name"] = name
     obj["spec"].update(spec or {})
@@ -63,7 +68,13 @@ def test_valid_policy_is_accepted_with_defaults(akube: Kube) -> None:
 BAD_POLICIES = [
     ("short-key", {"policyKey": "ab"}, {}, (), "key must be at least 3 characters"),
     ("bad-key-chars", {"policyKey": "bad key!"}, {}, (), "^[a-zA-Z0-9_-]+$"),
-    ("project-prefix", {"policyKey": "abc-policy", "projectKey": "proj"}, {}, (), "starts with '<projectKey>-'"),
+    (
+        "project-prefix",
+        {"policyKey": "abc-policy", "projectKey": "proj"},
+        {},
+        (),
+        "starts with '<projectKey>-'",
+    ),
     ("long-description", {"description": "x" * 257}, {}, (), "at most 256 characters"),
     ("no-package-type", {}, {"packageTypes": []}, (), "at least one package type"),
     ("no-repo", {}, {"repos": []}, (), "at least one pattern or explicit repository name"),
@@ -72,17 +83,44 @@ BAD_POLICIES = [
     ("no-condition", {}, {}, ("createdBeforeInMonths",), "must use one of the three settings"),
     ("keep-and-time", {}, {"keepLastNVersions": 3}, (), "cannot be used with keepLastNVersions"),
     ("months-and-days", {}, {"createdBeforeInDays": 10}, (), "cannot be mixed"),
-    ("projects-on-project-policy", {"projectKey": "proj"}, {"includeAllProjects": True}, (), "only on the global level"),
-    ("included-projects-on-project", {"projectKey": "proj"}, {"includedProjects": ["p1"]}, (), "only on the global level"),
+    (
+        "projects-on-project-policy",
+        {"projectKey": "proj"},
+        {"includeAllProjects": True},
+        (),
+        "only on the global level",
+    ),
+    (
+        "included-projects-on-project",
+        {"projectKey": "proj"},
+        {"includedProjects": ["p1"]},
+        (),
+        "only on the global level",
+    ),
     ("bad-cron", {"cronExp": "every day"}, {}, (), "Quartz expression"),
     ("bad-deletion-policy", {"deletionPolicy": "Keep"}, {}, (), "Unsupported value"),
     ("bad-interval", {"interval": "ten minutes"}, {}, (), "spec.interval"),
-    ("two-properties", {}, {"includedProperties": {"a": ["1"], "b": ["2"]}}, (), "one property key with one value"),
+    (
+        "two-properties",
+        {},
+        {"includedProperties": {"a": ["1"], "b": ["2"]}},
+        (),
+        "one property key with one value",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "spec", "criteria", "drop", "message"), BAD_POLICIES, ids=[b[0] for b in BAD_POLICIES])
-def test_bad_policy_is_rejected(akube: Kube, name: str, spec: dict[str, Any], criteria: dict[str, Any], drop: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "spec", "criteria", "drop", "message"), BAD_POLICIES, ids=[b[0] for b in BAD_POLICIES]
+)
+def test_bad_policy_is_rejected(
+    akube: Kube,
+    name: str,
+    spec: dict[str, Any],
+    criteria: dict[str, Any],
+    drop: tuple[str, ...],
+    message: str,
+) -> None:
     result = akube.apply(policy(name, spec, criteria, drop), check=False)
     assert result.returncode != 0, f"{name} was accepted"
     assert message in result.stderr, result.stderr
@@ -126,7 +164,11 @@ def test_bad_prune_is_rejected(akube: Kube, name: str, spec: dict[str, Any], mes
     assert message in result.stderr, result.stderr
 
 
-HARNESS = {"accountId": "acc1", "apiKeySecretRef": {"name": "h", "key": "apiKey"}, "artifactStreamIds": ["s1"]}
+HARNESS = {
+    "accountId": "acc1",
+    "apiKeySecretRef": {"name": "h", "key": "apiKey"},
+    "artifactStreamIds": ["s1"],
+}
 SOURCECRAFT = {
     "org": "o",
     "repo": "r",
@@ -153,7 +195,9 @@ def test_sync_needs_exactly_one_source(akube: Kube) -> None:
     neither = akube.apply(sync("neither", {}), check=False)
     assert neither.returncode != 0 and "exactly one source" in neither.stderr
     akube.apply(sync("harness-only", {"harness": HARNESS}))
-    assert akube.get("artifactstreamsyncs", "harness-only")["spec"]["harness"]["url"] == "https://app.harness.io"
+    assert (
+        akube.get("artifactstreamsyncs", "harness-only")["spec"]["harness"]["url"] == "https://app.harness.io"
+    )
 
 
 def test_sourcecraft_run_or_latest(akube: Kube) -> None:

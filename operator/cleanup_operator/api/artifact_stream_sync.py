@@ -14,6 +14,7 @@ from .common import (
     PrinterColumn,
     SecretKeySelector,
     age_column,
+    config,
     ready_column,
 )
 from .storage_prune import CRON5_PATTERN
@@ -21,10 +22,15 @@ from .storage_prune import CRON5_PATTERN
 
 class HarnessSource(Model):
     url: str = Field(
-        "https://app.harness.io", pattern=r"^https?://[^\s]+$", max_length=2048, description="Harness base URL."
+        "https://app.harness.io",
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+        description="Harness base URL.",
     )
     account_id: str = Field(min_length=1, max_length=128, description="Harness account id.")
-    api_key_secret_ref: SecretKeySelector = Field(description="Secret key holding the Harness API key (x-api-key).")
+    api_key_secret_ref: SecretKeySelector = Field(
+        description="Secret key holding the Harness API key (x-api-key)."
+    )
     artifact_stream_ids: list[str] = Field(
         min_length=1,
         description="Artifact stream ids (UUIDs) to clean up. One or more.",
@@ -33,16 +39,14 @@ class HarnessSource(Model):
 
 
 class SourceCraftSource(Model):
-    model_config = Model.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.run) != (has(self.latestRun) && self.latestRun)",
-                    "message": "set either run or latestRun: true, not both and not neither",
-                }
-            ]
-        }
-    }
+    model_config = config(
+        [
+            {
+                "rule": "has(self.run) != (has(self.latestRun) && self.latestRun)",
+                "message": "set either run or latestRun: true, not both and not neither",
+            }
+        ]
+    )
 
     url: str = Field(
         "https://api.sourcecraft.tech",
@@ -54,29 +58,36 @@ class SourceCraftSource(Model):
     repo: str = Field(min_length=1, max_length=128, description="Repository slug.")
     run: str | None = Field(None, min_length=1, max_length=128, description="CI run slug.")
     latest_run: bool | None = Field(None, description="Use the repository's newest run.")
-    workflow: str = Field(min_length=1, max_length=128, description="Workflow name as defined in the CI config.")
+    workflow: str = Field(
+        min_length=1, max_length=128, description="Workflow name as defined in the CI config."
+    )
     task: str = Field(min_length=1, max_length=128, description="Task name as defined in the CI config.")
     cube: str = Field(min_length=1, max_length=128, description="Cube name as defined in the CI config.")
-    token_secret_ref: SecretKeySelector = Field(description="Secret key holding a personal access token (Bearer).")
+    token_secret_ref: SecretKeySelector = Field(
+        description="Secret key holding a personal access token (Bearer)."
+    )
 
 
 class ArtifactStreamSyncSpec(Model):
-    model_config = Model.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.harness) != has(self.sourceCraft)",
-                    "message": "exactly one source: set either harness or sourceCraft",
-                }
-            ]
-        }
-    }
+    model_config = config(
+        [
+            {
+                "rule": "has(self.harness) != has(self.sourceCraft)",
+                "message": "exactly one source: set either harness or sourceCraft",
+            }
+        ]
+    )
 
     harness: HarnessSource | None = Field(None, description="Clean up Harness artifact streams.")
-    source_craft: SourceCraftSource | None = Field(None, description="Inventory a SourceCraft CI run's artifacts.")
+    source_craft: SourceCraftSource | None = Field(
+        None, description="Inventory a SourceCraft CI run's artifacts."
+    )
     interval: str = Duration("10m", "How often to sync (with jitter), unless a schedule is set.")
     schedule: str | None = Field(
-        None, pattern=CRON5_PATTERN, max_length=128, description="Five-field cron schedule (UTC) instead of interval."
+        None,
+        pattern=CRON5_PATTERN,
+        max_length=128,
+        description="Five-field cron schedule (UTC) instead of interval.",
     )
     suspend: bool = Field(False, description="Stop syncing without deleting anything.")
 
@@ -126,7 +137,9 @@ class ArtifactStreamSyncStatus(CommonStatus):
     source: str | None = Field(None, description="harness or sourceCraft.")
     synced: str | None = Field(None, description="Streams succeeded or artifacts present, as 'N/M'.")
     last_synced_at: str | None = Field(None, description="When the source was last synced.")
-    last_attempt_at: str | None = Field(None, description="When a sync last failed in a way retrying cannot fix.")
+    last_attempt_at: str | None = Field(
+        None, description="When a sync last failed in a way retrying cannot fix."
+    )
     streams: list[StreamResult] | None = Field(None, description="Per-stream results (Harness).")
     inventory: Inventory | None = Field(None, description="The run's artifacts (SourceCraft).")
 

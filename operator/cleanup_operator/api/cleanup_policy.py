@@ -18,13 +18,12 @@ from .common import (
     Model,
     PrinterColumn,
     age_column,
+    config,
     ready_column,
 )
 
 KEY_RULE = "key must be at least 3 characters of letters, digits, '_' or '-' (^[a-zA-Z0-9_-]+$)"
-QUARTZ_PATTERN = (
-    r"^\s*[0-9*?,/LW#A-Za-z-]+(\s+[0-9*?,/LW#A-Za-z-]+){5,6}\s*$"
-)
+QUARTZ_PATTERN = r"^\s*[0-9*?,/LW#A-Za-z-]+(\s+[0-9*?,/LW#A-Za-z-]+){5,6}\s*$"
 TIME_CONDITIONS = (
     "has(self.createdBeforeInMonths) || has(self.lastDownloadedBeforeInMonths)"
     " || has(self.createdBeforeInDays) || has(self.lastDownloadedBeforeInDays)"
@@ -42,56 +41,54 @@ _NAME = {"max_length": 256}
 class SearchCriteria(Model):
     """Which packages the policy cleans up: JFrog's searchCriteria, field for field."""
 
-    model_config = Model.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                _cel("size(self.packageTypes) >= 1", "packageTypes: you must enter at least one package type"),
-                _cel(
-                    "size(self.repos) >= 1",
-                    "repos: specifying at least one pattern or explicit repository name is mandatory",
-                ),
-                _cel(
-                    "size(self.includedPackages) == 1",
-                    'includedPackages: only one pattern or explicit name can be entered; to include all'
-                    ' packages, use "**"',
-                ),
-                _cel(
-                    "!has(self.excludedPackages) || self.excludedPackages.all(p, !p.contains('*')"
-                    " && !p.contains('?'))",
-                    "excludedPackages: only explicit names (and not patterns) are accepted",
-                ),
-                _cel(
-                    "has(self.keepLastNVersions) || " + TIME_CONDITIONS,
-                    "a policy must use one of the three settings: createdBeforeInMonths,"
-                    " lastDownloadedBeforeInMonths, or keepLastNVersions",
-                ),
-                _cel(
-                    "!has(self.keepLastNVersions) || !(" + TIME_CONDITIONS + ")",
-                    "createdBeforeInMonths and lastDownloadedBeforeInMonths can be used together, but they"
-                    " cannot be used with keepLastNVersions",
-                ),
-                _cel(
-                    "!(has(self.createdBeforeInMonths) && has(self.createdBeforeInDays))",
-                    "createdBeforeInMonths and createdBeforeInDays cannot be mixed: use months or days",
-                ),
-                _cel(
-                    "!(has(self.lastDownloadedBeforeInMonths) && has(self.lastDownloadedBeforeInDays))",
-                    "lastDownloadedBeforeInMonths and lastDownloadedBeforeInDays cannot be mixed: use months"
-                    " or days",
-                ),
-                _cel(
-                    "!has(self.includedProperties) || (size(self.includedProperties) == 1"
-                    " && self.includedProperties.all(k, size(self.includedProperties[k]) == 1))",
-                    "includedProperties: one property key with one value",
-                ),
-                _cel(
-                    "!has(self.excludedProperties) || (size(self.excludedProperties) == 1"
-                    " && self.excludedProperties.all(k, size(self.excludedProperties[k]) == 1))",
-                    "excludedProperties: one property key with one value",
-                ),
-            ]
-        }
-    }
+    model_config = config(
+        [
+            _cel("size(self.packageTypes) >= 1", "packageTypes: you must enter at least one package type"),
+            _cel(
+                "size(self.repos) >= 1",
+                "repos: specifying at least one pattern or explicit repository name is mandatory",
+            ),
+            _cel(
+                "size(self.includedPackages) == 1",
+                "includedPackages: only one pattern or explicit name can be entered; to include all"
+                ' packages, use "**"',
+            ),
+            _cel(
+                "!has(self.excludedPackages) || self.excludedPackages.all(p, !p.contains('*')"
+                " && !p.contains('?'))",
+                "excludedPackages: only explicit names (and not patterns) are accepted",
+            ),
+            _cel(
+                "has(self.keepLastNVersions) || " + TIME_CONDITIONS,
+                "a policy must use one of the three settings: createdBeforeInMonths,"
+                " lastDownloadedBeforeInMonths, or keepLastNVersions",
+            ),
+            _cel(
+                "!has(self.keepLastNVersions) || !(" + TIME_CONDITIONS + ")",
+                "createdBeforeInMonths and lastDownloadedBeforeInMonths can be used together, but they"
+                " cannot be used with keepLastNVersions",
+            ),
+            _cel(
+                "!(has(self.createdBeforeInMonths) && has(self.createdBeforeInDays))",
+                "createdBeforeInMonths and createdBeforeInDays cannot be mixed: use months or days",
+            ),
+            _cel(
+                "!(has(self.lastDownloadedBeforeInMonths) && has(self.lastDownloadedBeforeInDays))",
+                "lastDownloadedBeforeInMonths and lastDownloadedBeforeInDays cannot be mixed: use months"
+                " or days",
+            ),
+            _cel(
+                "!has(self.includedProperties) || (size(self.includedProperties) == 1"
+                " && self.includedProperties.all(k, size(self.includedProperties[k]) == 1))",
+                "includedProperties: one property key with one value",
+            ),
+            _cel(
+                "!has(self.excludedProperties) || (size(self.excludedProperties) == 1"
+                " && self.excludedProperties.all(k, size(self.excludedProperties[k]) == 1))",
+                "excludedProperties: one property key with one value",
+            ),
+        ]
+    )
 
     package_types: list[str] = Field(
         description="Package types the policy cleans up (docker, maven, npm, …). At least one.",
@@ -141,12 +138,26 @@ class SearchCriteria(Model):
     included_properties: dict[str, list[str]] | None = Field(
         None,
         description="Only packages with this property (one key, one value; Artifactory 7.129+).",
-        json_schema_extra={"maxProperties": 10, "additionalProperties": {"type": "array", "maxItems": 10, "items": {"type": "string", "maxLength": 256}}},
+        json_schema_extra={
+            "maxProperties": 10,
+            "additionalProperties": {
+                "type": "array",
+                "maxItems": 10,
+                "items": {"type": "string", "maxLength": 256},
+            },
+        },
     )
     excluded_properties: dict[str, list[str]] | None = Field(
         None,
         description="Skip packages with this property (one key, one value; Artifactory 7.129+).",
-        json_schema_extra={"maxProperties": 10, "additionalProperties": {"type": "array", "maxItems": 10, "items": {"type": "string", "maxLength": 256}}},
+        json_schema_extra={
+            "maxProperties": 10,
+            "additionalProperties": {
+                "type": "array",
+                "maxItems": 10,
+                "items": {"type": "string", "maxLength": 256},
+            },
+        },
     )
 
 
@@ -159,38 +170,36 @@ class OnDemandRun(Model):
 
 
 class CleanupPolicySpec(Model):
-    model_config = Model.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                _cel(
-                    "!has(self.policyKey) || self.policyKey.matches('^[a-zA-Z0-9_-]{3,}$')",
-                    "policyKey: " + KEY_RULE,
-                ),
-                _cel(
-                    "!has(self.projectKey) || !has(self.policyKey)"
-                    " || self.policyKey.startsWith(self.projectKey + '-')",
-                    "policyKey: a project-level policy key starts with '<projectKey>-'",
-                ),
-                _cel(
-                    "!has(self.description) || size(self.description) <= 256",
-                    "description: at most 256 characters",
-                ),
-                _cel(
-                    "!has(self.cronExp) || self.cronExp == '' || self.cronExp.matches(r'" + QUARTZ_PATTERN + "')",
-                    "cronExp: a Quartz expression of 6 or 7 fields (seconds minutes hours day-of-month"
-                    " month day-of-week [year]), or empty for manual runs only",
-                ),
-                _cel(
-                    "!has(self.projectKey) || ((!has(self.searchCriteria.includeAllProjects)"
-                    " || !self.searchCriteria.includeAllProjects)"
-                    " && (!has(self.searchCriteria.includedProjects)"
-                    " || size(self.searchCriteria.includedProjects) == 0))",
-                    "includeAllProjects and includedProjects are relevant only on the global level, for"
-                    " platform admins: remove them from a project-level policy",
-                ),
-            ]
-        }
-    }
+    model_config = config(
+        [
+            _cel(
+                "!has(self.policyKey) || self.policyKey.matches('^[a-zA-Z0-9_-]{3,}$')",
+                "policyKey: " + KEY_RULE,
+            ),
+            _cel(
+                "!has(self.projectKey) || !has(self.policyKey)"
+                " || self.policyKey.startsWith(self.projectKey + '-')",
+                "policyKey: a project-level policy key starts with '<projectKey>-'",
+            ),
+            _cel(
+                "!has(self.description) || size(self.description) <= 256",
+                "description: at most 256 characters",
+            ),
+            _cel(
+                "!has(self.cronExp) || self.cronExp == '' || self.cronExp.matches(r'" + QUARTZ_PATTERN + "')",
+                "cronExp: a Quartz expression of 6 or 7 fields (seconds minutes hours day-of-month"
+                " month day-of-week [year]), or empty for manual runs only",
+            ),
+            _cel(
+                "!has(self.projectKey) || ((!has(self.searchCriteria.includeAllProjects)"
+                " || !self.searchCriteria.includeAllProjects)"
+                " && (!has(self.searchCriteria.includedProjects)"
+                " || size(self.searchCriteria.includedProjects) == 0))",
+                "includeAllProjects and includedProjects are relevant only on the global level, for"
+                " platform admins: remove them from a project-level policy",
+            ),
+        ]
+    )
 
     connection: Connection = Field(description="The Artifactory to manage the policy in.")
     policy_key: str | None = Field(
@@ -223,7 +232,8 @@ class CleanupPolicySpec(Model):
         "Delete", description="What deleting this resource does to the Artifactory policy."
     )
     management_policy: Literal["Manage", "ObserveOnly"] = Field(
-        "Manage", description="ObserveOnly never writes to Artifactory: it reports the policy and any difference."
+        "Manage",
+        description="ObserveOnly never writes to Artifactory: it reports the policy and any difference.",
     )
     suspend: bool = Field(False, description="Stop reconciling without deleting anything.")
     interval: str = Duration("10m", "How often drift is checked (with jitter).")
@@ -238,11 +248,14 @@ class LastRun(Model):
     started_at: str | None = Field(None, description="When the run started.")
     finished_at: str | None = Field(None, description="When the run finished.")
     state: str | None = Field(
-        None, description="Starting, Running, Succeeded, Failed, Stopped or Refused (the vendor's word when it has one)."
+        None,
+        description="Starting, Running, Succeeded, Failed, Stopped or Refused (the vendor's word when it has one).",
     )
     requested_at: str | None = Field(None, description="The requested-at value this run answers.")
     message: str | None = Field(None, description="Why the run was refused or failed.")
-    packages_deleted: int | None = Field(None, description="Packages deleted (or that would be, in a dry run).")
+    packages_deleted: int | None = Field(
+        None, description="Packages deleted (or that would be, in a dry run)."
+    )
     versions_deleted: int | None = Field(None, description="Versions deleted (or that would be).")
     bytes_deleted: int | None = Field(None, description="Bytes freed (or that would be).")
 
@@ -250,7 +263,8 @@ class LastRun(Model):
 class CleanupPolicyStatus(CommonStatus):
     policy_key: str | None = Field(None, description="The key of the policy in Artifactory.")
     managed: bool | None = Field(
-        None, description="Whether this resource created or adopted the policy (and so may change or delete it)."
+        None,
+        description="Whether this resource created or adopted the policy (and so may change or delete it).",
     )
     enabled: bool | None = Field(None, description="Whether the policy is enabled in Artifactory.")
     last_synced_at: str | None = Field(None, description="When Artifactory last matched the spec.")

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
 GROUP = "cleanup.artifacts.dev"
@@ -32,14 +32,23 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
-def Duration(default: str, description: str) -> Any:  # noqa: N802 - reads as a type in models
+def Duration(default: str, description: str) -> Any:
     return Field(default, description=description, pattern=DURATION_PATTERN, max_length=32)
+
+
+def config(validations: list[dict[str, str]] | None = None) -> ConfigDict:
+    """Model config: camelCase on the wire; ``validations`` become the schema's CEL rules."""
+    cfg = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    if validations:
+        rules: list[JsonValue] = [dict(v) for v in validations]
+        cfg["json_schema_extra"] = {"x-kubernetes-validations": rules}
+    return cfg
 
 
 class Model(BaseModel):
     """Base for our resource models: camelCase on the wire, snake_case in Python."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = config()
 
     def dump(self) -> dict[str, Any]:
         """The wire form (camelCase, without unset optionals)."""
@@ -51,7 +60,9 @@ class SecretRef(Model):
 
     name: str = Field(description="Name of a Secret in the same namespace.", min_length=1, max_length=253)
     token_key: str = Field("token", description="Key of the access token (sent as a Bearer token).")
-    username_key: str = Field("username", description="Key of the user name, used when no token key is present.")
+    username_key: str = Field(
+        "username", description="Key of the user name, used when no token key is present."
+    )
     password_key: str = Field("password", description="Key of the password, used with usernameKey.")
 
 
@@ -63,7 +74,9 @@ class SecretKeySelector(Model):
 
 
 class CASecretRef(Model):
-    name: str = Field(description="Name of a Secret in the same namespace holding a PEM CA bundle.", min_length=1)
+    name: str = Field(
+        description="Name of a Secret in the same namespace holding a PEM CA bundle.", min_length=1
+    )
     key: str = Field("ca.crt", description="Key of the PEM bundle within the Secret.")
 
 
@@ -75,8 +88,12 @@ class Connection(Model):
         pattern=r"^https?://[^\s]+$",
         max_length=2048,
     )
-    secret_ref: SecretRef = Field(description="Credentials: an access token key, or username and password keys.")
-    ca_secret_ref: CASecretRef | None = Field(None, description="Optional CA bundle to trust for the URL's TLS.")
+    secret_ref: SecretRef = Field(
+        description="Credentials: an access token key, or username and password keys."
+    )
+    ca_secret_ref: CASecretRef | None = Field(
+        None, description="Optional CA bundle to trust for the URL's TLS."
+    )
     insecure_skip_verify: bool = Field(False, description="Skip TLS verification. Never use in production.")
     timeout: str = Duration("30s", "Timeout of each request to the vendor.")
 
@@ -87,23 +104,31 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(Model):
     """A standard metav1.Condition."""
 
-    type: str = Field(description="Condition type: Ready, Synced, Reconciling or Stalled (and kind-specific ones).")
+    type: str = Field(
+        description="Condition type: Ready, Synced, Reconciling or Stalled (and kind-specific ones)."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason for the last transition.")
     message: str = Field("", description="Human-readable details.")
     last_transition_time: str = Field(description="When status last changed (RFC 3339).")
-    observed_generation: int | None = Field(None, description="The generation this condition was computed for.")
+    observed_generation: int | None = Field(
+        None, description="The generation this condition was computed for."
+    )
 
 
 class CommonStatus(Model):
     """Fields every kind's status carries."""
 
     observed_generation: int | None = Field(None, description="metadata.generation last acted on.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Synced, Reconciling, Stalled.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Synced, Reconciling, Stalled."
+    )
     last_handled_requested_at: str | None = Field(
         None, description=f"The last value of the {REQUESTED_AT} annotation that was acted on."
     )
-    last_request_id: str | None = Field(None, description="The vendor's request id of the last error, for support.")
+    last_request_id: str | None = Field(
+        None, description="The vendor's request id of the last error, for support."
+    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +141,9 @@ class PrinterColumn:
 
 
 def ready_column() -> PrinterColumn:
-    return PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status', description="Ready condition")
+    return PrinterColumn(
+        "Ready", '.status.conditions[?(@.type=="Ready")].status', description="Ready condition"
+    )
 
 
 def age_column() -> PrinterColumn:

@@ -15,11 +15,15 @@ Phase = Literal["Pending", "Waiting", "Running", "Succeeded", "Stopped", "Failed
 
 
 class StoragePruneSpec(Model):
-    connection: Connection = Field(description="The Artifactory whose filestore is pruned (admin credentials).")
+    connection: Connection = Field(
+        description="The Artifactory whose filestore is pruned (admin credentials)."
+    )
     dry_run: bool = Field(True, description="Only report what would be deleted. Deleting binaries is opt-in.")
     binary_older_than_days: int = Field(1, ge=0, description="Prune only binaries older than this many days.")
     start_from_directory: str | None = Field(
-        None, pattern=r"^[0-9a-f]{2}$", description="Filestore directory to start from: two hex digits, 00 to ff."
+        None,
+        pattern=r"^[0-9a-f]{2}$",
+        description="Filestore directory to start from: two hex digits, 00 to ff.",
     )
     start_from_binary: str | None = Field(
         None, pattern=r"^[0-9a-f]{40}$", description="SHA-1 of the binary to start from (40 hex digits)."
@@ -67,7 +71,9 @@ class StoragePruneStatus(CommonStatus):
     dry_run: bool | None = Field(None, description="Whether the current or last run is a dry run.")
     error: str | None = Field(None, description="The vendor's error text when the run failed.")
     started_by_us: bool | None = Field(None, description="Whether this resource started the current run.")
-    run_started_for: str | None = Field(None, description="The request (creation, tick or annotation) the run serves.")
+    run_started_for: str | None = Field(
+        None, description="The request (creation, tick or annotation) the run serves."
+    )
     pending_since: str | None = Field(
         None, description="When the start of the pending run was recorded, before asking Artifactory."
     )

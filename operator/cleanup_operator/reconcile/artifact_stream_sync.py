@@ -12,7 +12,12 @@ import datetime as dt
 import logging
 from typing import Any
 
-from ..api.artifact_stream_sync import ARTIFACT_STREAM_SYNC, ArtifactStreamSyncSpec, HarnessSource, SourceCraftSource
+from ..api.artifact_stream_sync import (
+    ARTIFACT_STREAM_SYNC,
+    ArtifactStreamSyncSpec,
+    HarnessSource,
+    SourceCraftSource,
+)
 from ..api.common import REQUESTED_AT, parse_duration
 from ..credentials import CredentialsError
 from ..runtime import Context, Event, Obj, Outcome, jittered
@@ -102,7 +107,9 @@ class ArtifactStreamSyncReconciler:
             if failure.stalled and not _stalled_with(obj, failure.reason):
                 events.append(Event("Warning", failure.reason, failure.message))
             b.observe()
-            return Outcome(b.result(), retry if retry is not None else jittered(parse_duration(spec.interval)), events)
+            return Outcome(
+                b.result(), retry if retry is not None else jittered(parse_duration(spec.interval)), events
+            )
         self._failures.pop(obj.uid, None)
         b.observe()
         return Outcome(b.result(), requeue, events)
@@ -110,7 +117,12 @@ class ArtifactStreamSyncReconciler:
     # Harness.
 
     async def _harness(
-        self, obj: Obj, spec: ArtifactStreamSyncSpec, src: HarnessSource, b: StatusBuilder, events: list[Event]
+        self,
+        obj: Obj,
+        spec: ArtifactStreamSyncSpec,
+        src: HarnessSource,
+        b: StatusBuilder,
+        events: list[Event],
     ) -> float:
         key = await self.ctx.credentials.key(obj.namespace, src.api_key_secret_ref)
         opts = ClientOptions(base_url=src.url, headers={"x-api-key": key, "Content-Type": "application/json"})
@@ -127,14 +139,18 @@ class ArtifactStreamSyncReconciler:
                 results.append(prev)
                 continue
             if retry_in is not None:  # rate limited: leave the rest for the next attempt
-                results.append(prev or {"id": stream_id, "state": "Failed", "message": "not tried yet: rate limited"})
+                results.append(
+                    prev or {"id": stream_id, "state": "Failed", "message": "not tried yet: rate limited"}
+                )
                 continue
             try:
                 async with self.ctx.vendor_slots:
                     result = await client.artifact_cleanup(stream_id)
             except RateLimitedError as exc:
                 retry_in = max(BACKOFF.delay(self._failures.get(obj.uid, 0)), exc.retry_after or 0.0)
-                results.append(prev or {"id": stream_id, "state": "Failed", "message": f"rate limited: {exc}"})
+                results.append(
+                    prev or {"id": stream_id, "state": "Failed", "message": f"rate limited: {exc}"}
+                )
                 continue
             except AuthError:
                 raise
@@ -142,16 +158,28 @@ class ArtifactStreamSyncReconciler:
                 if not exc.retryable:
                     raise
                 retry_in = BACKOFF.delay(self._failures.get(obj.uid, 0))
-                results.append({"id": stream_id, "state": "Failed", "message": str(exc), "lastSyncedAt": (prev or {}).get("lastSyncedAt")})
+                results.append(
+                    {
+                        "id": stream_id,
+                        "state": "Failed",
+                        "message": str(exc),
+                        "lastSyncedAt": (prev or {}).get("lastSyncedAt"),
+                    }
+                )
                 continue
-            entry: dict[str, Any] = {"id": stream_id, "state": result.outcome, "message": result.message}
-            entry["lastSyncedAt"] = iso() if result.outcome == "Succeeded" else (prev or {}).get("lastSyncedAt")
+            entry: dict[str, Any] = {"id": stream_id, "state": str(result.outcome), "message": result.message}
+            entry["lastSyncedAt"] = (
+                iso() if result.outcome == "Succeeded" else (prev or {}).get("lastSyncedAt")
+            )
             results.append({k: v for k, v in entry.items() if v is not None})
         for entry in results:
             if entry.get("lastSyncedAt") is None:
                 entry.pop("lastSyncedAt", None)
 
-        counts = {state: sum(1 for r in results if r["state"] == state) for state in ("Succeeded", "Unsupported", "NotFound", "Failed")}
+        counts = {
+            state: sum(1 for r in results if r["state"] == state)
+            for state in ("Succeeded", "Unsupported", "NotFound", "Failed")
+        }
         total = len(results)
         b["streams"] = results
         b["synced"] = f"{counts['Succeeded']}/{total}"
@@ -171,7 +199,12 @@ class ArtifactStreamSyncReconciler:
                 b.set_condition("Ready", False, "PartialFailure", message)
                 b.set_condition("Synced", True, "PartialFailure", message)
                 b.set_condition("Reconciling", False, "PartialFailure", "")
-                b.set_condition("Stalled", counts["Failed"] == 0, "PartialFailure", message if counts["Failed"] == 0 else "")
+                b.set_condition(
+                    "Stalled",
+                    counts["Failed"] == 0,
+                    "PartialFailure",
+                    message if counts["Failed"] == 0 else "",
+                )
             previous_synced = obj.status.get("synced")
             if previous_synced != b["synced"] or not obj.status.get("streams"):
                 events.append(Event("Warning", "PartialFailure", message))
@@ -182,7 +215,12 @@ class ArtifactStreamSyncReconciler:
     # SourceCraft.
 
     async def _sourcecraft(
-        self, obj: Obj, spec: ArtifactStreamSyncSpec, src: SourceCraftSource, b: StatusBuilder, events: list[Event]
+        self,
+        obj: Obj,
+        spec: ArtifactStreamSyncSpec,
+        src: SourceCraftSource,
+        b: StatusBuilder,
+        events: list[Event],
     ) -> float:
         token = await self.ctx.credentials.key(obj.namespace, src.token_secret_ref)
         opts = ClientOptions(base_url=src.url, headers={"Authorization": f"Bearer {token}"})
@@ -204,7 +242,9 @@ class ArtifactStreamSyncReconciler:
             b.progressing("RunInProgress", f"run {run.id} is {run.status}: waiting for it to end")
             return min(parse_duration(spec.interval), 10.0)
         async with self.ctx.vendor_slots:
-            artifacts = await client.get_artifacts(src.org, src.repo, run.id, src.workflow, src.task, src.cube)
+            artifacts = await client.get_artifacts(
+                src.org, src.repo, run.id, src.workflow, src.task, src.cube
+            )
         totals = {s: 0 for s in ("registered", "success", "failed", "missing")}
         for art in artifacts:
             totals[str(art.status)] = totals.get(str(art.status), 0) + 1
@@ -233,8 +273,13 @@ class ArtifactStreamSyncReconciler:
         else:
             b.set_condition(ARTIFACTS_MISSING, False, "AllPresent", "")
             if bad_before:
-                events.append(Event("Normal", "ArtifactsPresent", f"run {run.id}: no missing or failed artifacts"))
-        b.ready("Succeeded", f"run {run.id} ({run.status}): {len(artifacts)} artifacts, {totals['success']} obtained")
+                events.append(
+                    Event("Normal", "ArtifactsPresent", f"run {run.id}: no missing or failed artifacts")
+                )
+        b.ready(
+            "Succeeded",
+            f"run {run.id} ({run.status}): {len(artifacts)} artifacts, {totals['success']} obtained",
+        )
         return self._due(_synced_now(obj, b), spec, b)[1]
 
     async def finalize(self, obj: Obj) -> Outcome | None:

@@ -11,16 +11,18 @@ looks for the run in the run summaries instead of starting another.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import time
 from typing import Any
 
 from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
 from ..api.common import ADOPT, REQUESTED_AT, parse_duration
+from ..credentials import CredentialsError
 from ..runtime import Context, Event, Obj, Outcome, Retry
 from ..vendors import jfrog
 from ..vendors.errors import ConflictError, NotFoundError, VendorError
-from ..credentials import CredentialsError
 from .common import (
     InvalidSpec,
     claim_owner,
@@ -40,6 +42,8 @@ CONFLICT = "Conflict"
 POLICY_RUNNING = "PolicyRunning"
 SYNCED_REASON = "Synced"
 OBSERVED = "Observed"
+UNSUPPORTED = "UnsupportedByServer"
+VERSION_TTL = 600.0
 RUN_STATES_DONE = {"Succeeded", "Failed", "Stopped", "Refused"}
 
 _QUARTZ_FIELDS = (
@@ -114,6 +118,7 @@ class CleanupPolicyReconciler:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._failures: dict[str, int] = {}
+        self._versions: dict[str, tuple[float, jfrog.ArtifactoryVersion]] = {}
 
     @staticmethod
     def claim_key(body: Any) -> str | None:
@@ -146,7 +151,10 @@ class CleanupPolicyReconciler:
         claim = self.claim_key(obj.body) if obj.body is not None else None
         owner = claim_owner(self.ctx, self.kind.plural, claim) if claim else None
         if owner is not None and owner[2] != obj.uid:
-            b.stalled(CONFLICT, f"policy {key} on {spec.connection.url} is already managed by CleanupPolicy {owner[1]}")
+            b.stalled(
+                CONFLICT,
+                f"policy {key} on {spec.connection.url} is already managed by CleanupPolicy {owner[1]}",
+            )
             b.observe()
             return Outcome(b.result(), interval_of(spec.interval))
 
@@ -160,7 +168,10 @@ class CleanupPolicyReconciler:
             if isinstance(exc, VendorError) and exc.reason == "AuthenticationFailed":
                 self.ctx.credentials.forget(obj.namespace, spec.connection.secret_ref.name)
             if isinstance(exc, ConflictError):
-                b.progressing(POLICY_RUNNING, f"Artifactory refused the change for now, retrying: {exc}", synced=False)
+                reason = POLICY_RUNNING if isinstance(exc, jfrog.PolicyRunning) else exc.reason
+                b.progressing(
+                    reason, f"Artifactory refused the change for now, retrying: {exc}", synced=False
+                )
                 b.observe()
                 return Outcome(b.result(), BACKOFF.delay(attempt), events)
             failure, retry = failure_outcome(
@@ -186,6 +197,13 @@ class CleanupPolicyReconciler:
 
         if spec.management_policy == "ObserveOnly":
             return self._observe(spec, key, b, current)
+
+        criteria = desired.search_criteria
+        if criteria.uses_days or criteria.uses_properties:
+            problems = jfrog.unsupported_features(desired, await self._version(spec.connection.url, client))
+            if problems:
+                b.stalled(UNSUPPORTED, "; ".join(problems))
+                return interval_of(spec.interval)
 
         managed = bool(obj.status.get("managed")) and obj.status.get("policyKey") == key
         wrote = False
@@ -227,7 +245,7 @@ class CleanupPolicyReconciler:
                     events.append(Event("Normal", "Updated", f"updated policy {key}: {', '.join(diffs)}"))
                 else:
                     self._count_drift(b, events, f"corrected drift in policy {key}: {', '.join(diffs)}")
-        if wrote:
+        if wrote or current is None:
             current = await client.get_policy(key)
             b["lastSyncedAt"] = iso()
         elif not b.get("lastSyncedAt"):
@@ -239,9 +257,20 @@ class CleanupPolicyReconciler:
         poll = await self._runs(obj, spec, key, b, events, client, current)
         b.ready(SYNCED_REASON, f"policy {key} matches the spec")
         if poll is not None:
-            b.set_condition("Reconciling", True, "RunInProgress", f"run {b['lastRun'].get('runId')} in progress")
+            b.set_condition(
+                "Reconciling", True, "RunInProgress", f"run {b['lastRun'].get('runId')} in progress"
+            )
             return poll
         return interval_of(spec.interval)
+
+    async def _version(self, url: str, client: jfrog.JFrogClient) -> jfrog.ArtifactoryVersion:
+        """The server's version, read at most every VERSION_TTL seconds per URL (it gates features)."""
+        cached = self._versions.get(url)
+        if cached is not None and time.monotonic() - cached[0] < VERSION_TTL:
+            return cached[1]
+        version = await client.version()
+        self._versions[url] = (time.monotonic(), version)
+        return version
 
     def _observe(
         self, spec: CleanupPolicySpec, key: str, b: StatusBuilder, current: jfrog.Policy | None
@@ -364,17 +393,17 @@ class CleanupPolicyReconciler:
             client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
             last = obj.status.get("lastRun") or {}
             if last.get("state") == "Running" and last.get("runId") is not None:
-                try:
+                with contextlib.suppress(NotFoundError, ConflictError):
                     await client.stop_run(int(last["runId"]))
-                except (NotFoundError, ConflictError):
-                    pass
             await client.delete_policy(key)
         except NotFoundError:
             return None
         except (VendorError, CredentialsError) as exc:
             attempt = self._failures.get(obj.uid, 0)
             self._failures[obj.uid] = attempt + 1
-            failure, retry = failure_outcome(b, exc, attempt, secret=f"{obj.namespace}/{spec.connection.secret_ref.name}")
+            failure, retry = failure_outcome(
+                b, exc, attempt, secret=f"{obj.namespace}/{spec.connection.secret_ref.name}"
+            )
             b.set_condition(
                 "Ready",
                 False,
@@ -397,4 +426,3 @@ def _last_run_fields(summary: jfrog.RunSummary) -> dict[str, Any]:
         "bytesDeleted": summary.bytes_deleted,
     }
     return {k: v for k, v in out.items() if v is not None}
-

@@ -27,7 +27,6 @@ from ..vendors import jfrog
 from ..vendors.errors import VendorError
 from .common import (
     InvalidSpec,
-    claim_owner,
     failure_outcome,
     invalid_spec_outcome,
     jfrog_claim_url,
@@ -126,7 +125,9 @@ class StoragePruneReconciler:
                     return str(value[1])
         return None
 
-    def pending_request(self, obj: Obj, spec: StoragePruneSpec, b: StatusBuilder) -> tuple[str, dict[str, Any]] | None:
+    def pending_request(
+        self, obj: Obj, spec: StoragePruneSpec, b: StatusBuilder
+    ) -> tuple[str, dict[str, Any]] | None:
         """(request id, status fields recording it as handled), or None when nothing asks for a run."""
         requested = obj.annotations.get(REQUESTED_AT)
         if requested and requested != b.get("lastHandledRequestedAt"):
@@ -206,14 +207,33 @@ class StoragePruneReconciler:
             other = self._other_runner(obj, url)
             if other is not None:
                 b["phase"] = "Waiting"
-                b.progressing(WAITING, f"StoragePrune {other} is running a prune on {spec.connection.url}; starting after it")
+                b.progressing(
+                    WAITING,
+                    f"StoragePrune {other} is running a prune on {spec.connection.url}; starting after it",
+                )
                 return poll
             token, handled = request
             if vendor is not None and vendor.status == "running":
                 return self._adopt_foreign(b, events, vendor, token, handled, poll)
             # Step 2 of the module docstring: the request goes to status before the start.
-            b.update({"phase": "Pending", "runStartedFor": token, "startedByUs": True, "pendingSince": iso(), **handled})
-            for key in ("error", "progress", "percent", "report", "lastHandledDirectory", "duration", "startedAt"):
+            b.update(
+                {
+                    "phase": "Pending",
+                    "runStartedFor": token,
+                    "startedByUs": True,
+                    "pendingSince": iso(),
+                    **handled,
+                }
+            )
+            for key in (
+                "error",
+                "progress",
+                "percent",
+                "report",
+                "lastHandledDirectory",
+                "duration",
+                "startedAt",
+            ):
                 b[key] = None
             b["dryRun"] = spec.dry_run
             b.progressing("Starting", f"starting a {'dry-run ' if spec.dry_run else ''}prune ({token})")
@@ -236,7 +256,11 @@ class StoragePruneReconciler:
                 self._running.pop(url, None)
                 raise
             events.append(
-                Event("Normal", "PruneStarted", f"started a {'dry-run ' if spec.dry_run else ''}prune of unreferenced data ({token})")
+                Event(
+                    "Normal",
+                    "PruneStarted",
+                    f"started a {'dry-run ' if spec.dry_run else ''}prune of unreferenced data ({token})",
+                )
             )
             b["phase"] = "Running"
             b["pendingSince"] = None
@@ -253,7 +277,15 @@ class StoragePruneReconciler:
         poll: float,
     ) -> float:
         """Someone else's prune runs: follow it, do not start another (the request is served by it)."""
-        b.update({"phase": "Running", "runStartedFor": token, "startedByUs": False, "pendingSince": None, **handled})
+        b.update(
+            {
+                "phase": "Running",
+                "runStartedFor": token,
+                "startedByUs": False,
+                "pendingSince": None,
+                **handled,
+            }
+        )
         b.update(progress_fields(vendor))
         message = "a prune started outside this resource is already running on this Artifactory: following it"
         b.progressing(ALREADY_RUNNING, message)
@@ -301,7 +333,10 @@ class StoragePruneReconciler:
         b.set_condition("Synced", True, "Polled", "")
         if vendor.status == "running":
             reason = ALREADY_RUNNING if not b.get("startedByUs") else "Running"
-            b.progressing(reason, f"pruning: {b['progress']} directories ({b['percent']}%), {b['report']['reclaimed']} reclaimed")
+            b.progressing(
+                reason,
+                f"pruning: {b['progress']} directories ({b['percent']}%), {b['report']['reclaimed']} reclaimed",
+            )
             return poll
         return self._finish(obj, spec, b, events, vendor, url)
 
@@ -361,7 +396,11 @@ class StoragePruneReconciler:
         url = jfrog_claim_url(obj.spec) or spec.connection.url
         if self._running.get(url) == obj.uid:
             self._running.pop(url, None)
-        if not spec.stop_on_delete or obj.status.get("phase") not in ACTIVE or not obj.status.get("startedByUs"):
+        if (
+            not spec.stop_on_delete
+            or obj.status.get("phase") not in ACTIVE
+            or not obj.status.get("startedByUs")
+        ):
             return None
         from ..runtime import Retry
         from .conditions import BACKOFF
@@ -373,7 +412,9 @@ class StoragePruneReconciler:
             attempt = self._failures.get(obj.uid, 0)
             self._failures[obj.uid] = attempt + 1
             b = obj.builder()
-            failure, retry = failure_outcome(b, exc, attempt, secret=f"{obj.namespace}/{spec.connection.secret_ref.name}")
+            failure, retry = failure_outcome(
+                b, exc, attempt, secret=f"{obj.namespace}/{spec.connection.secret_ref.name}"
+            )
             b.set_condition(
                 "Ready",
                 False,

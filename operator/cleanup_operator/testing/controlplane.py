@@ -30,7 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-CACHE_BIN = Path(os.environ.get("CLEANUP_OPERATOR_CACHE", Path.home() / ".cache" / "cleanup-operator")) / "bin"
+CACHE_BIN = (
+    Path(os.environ.get("CLEANUP_OPERATOR_CACHE", Path.home() / ".cache" / "cleanup-operator")) / "bin"
+)
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS_DIR = REPO_ROOT / "crds"
 
@@ -90,6 +92,7 @@ class ControlPlane:
         self.url = f"https://127.0.0.1:{self.port}"
         self.kubeconfig = self.workdir / "kubeconfig"
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._names: dict[str, subprocess.Popen[bytes]] = {}
         self._ca_pem = ""
 
     # Lifecycle.
@@ -180,6 +183,7 @@ class ControlPlane:
         )
         log.close()
         self._procs.append(proc)
+        self._names[name] = proc
 
     @staticmethod
     def _generate_sa_key(path: Path) -> None:
@@ -195,16 +199,16 @@ class ControlPlane:
         ctx.verify_mode = ssl.CERT_NONE  # the serving cert is self-generated; pinned below once it exists
         last = "no answer"
         while time.monotonic() < deadline:
-            for proc in self._procs:
+            for name, proc in self._names.items():
                 if proc.poll() is not None:
-                    log = self.log_dir / f"{Path(str(proc.args[0])).name}.log"  # type: ignore[index]
+                    log = self.log_dir / f"{name}.log"
                     tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-                    raise ControlPlaneError(f"{proc.args[0]} exited with {proc.returncode}:\n{tail}")  # type: ignore[index]
+                    raise ControlPlaneError(f"{name} exited with {proc.returncode}:\n{tail}")
             try:
-                req = urllib.request.Request(
+                req = urllib.request.Request(  # noqa: S310 - our own https URL
                     f"{self.url}/readyz", headers={"Authorization": f"Bearer {self.token}"}
                 )
-                with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:  # noqa: S310
+                with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:  # noqa: S310 - https only
                     if resp.status == 200:
                         self._ca_pem = (self.workdir / "certs" / "apiserver.crt").read_text()
                         return
@@ -218,7 +222,9 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "envtest", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "clusters": [
+                {"name": "envtest", "cluster": {"server": self.url, "certificate-authority-data": ca}}
+            ],
             "users": [{"name": "admin", "user": {"token": self.token}}],
             "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "admin"}}],
             "current-context": "envtest",
@@ -226,7 +232,9 @@ class ControlPlane:
         self.kubeconfig.write_text(json.dumps(config, indent=2))
         self.kubeconfig.chmod(0o600)
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this control plane."""
         return subprocess.run(
             [str(find_kubectl()), f"--kubeconfig={self.kubeconfig}", *args],

@@ -61,7 +61,7 @@ class SimulatorServer:
     def _build(self) -> web.Application:
         root = web.Application()
         for prefix, sim in self._mounts.items():
-            sub = web.Application(middlewares=[instrument(sim.vendor, sim.faults, self.calls)])
+            sub = web.Application(middlewares=[instrument(sim.vendor, sim.faults, self.calls)])  # type: ignore[list-item]
             sim.add_routes(sub)
             root.add_subapp(f"/{prefix}", sub)
         root.router.add_post("/_sim/faults/{prefix}", self._add_fault)
