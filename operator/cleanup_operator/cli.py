@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         verbose=options.verbose,
         log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL,
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines would carry URLs with queries
+    # Request lines would carry URLs with query strings (tokens, signed download URLs).
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
     register(registry, options)
     try:

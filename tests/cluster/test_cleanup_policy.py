@@ -88,7 +88,9 @@ def test_create_enable_and_confirm(kube: Kube, sim: SimulatorServer, secret: Non
     assert "Created" in events
 
 
-def test_nothing_changed_means_no_writes_and_no_status_patch(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+def test_nothing_changed_means_no_writes_and_no_status_patch(
+    kube: Kube, sim: SimulatorServer, secret: None
+) -> None:
     name = unique("steady")
     kube.apply(policy(sim, name))
     obj = kube.wait_for(PLURAL, name, ready, what="Ready")
@@ -106,7 +108,9 @@ def test_nothing_changed_means_no_writes_and_no_status_patch(kube: Kube, sim: Si
     assert obj["status"]["lastSyncedAt"] == after["status"]["lastSyncedAt"]
 
 
-def test_spec_change_updates_and_enablement_is_separate(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+def test_spec_change_updates_and_enablement_is_separate(
+    kube: Kube, sim: SimulatorServer, secret: None
+) -> None:
     name = unique("update")
     kube.apply(policy(sim, name))
     kube.wait_for(PLURAL, name, ready, what="Ready")
@@ -131,28 +135,39 @@ def test_drift_is_corrected_counted_and_reported(kube: Kube, sim: SimulatorServe
     assert tampered is not None
     tampered["description"] = "changed by hand in the UI"
     jfrog(sim).seed_policy(tampered)
-    obj = kube.wait_for(PLURAL, name, lambda o: o["status"].get("driftCorrections") == 1, what="drift corrected")
+    obj = kube.wait_for(
+        PLURAL, name, lambda o: o["status"].get("driftCorrections") == 1, what="drift corrected"
+    )
     assert jfrog(sim).policy(name)["description"] == "stale images"
     assert is_true(obj, "Ready")
     drift_events = [e for e in kube.events(name) if e["reason"] == "DriftCorrected"]
     assert drift_events and "description" in drift_events[0]["message"]
 
 
-def test_existing_policy_is_not_overwritten_without_adopt(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+def test_existing_policy_is_not_overwritten_without_adopt(
+    kube: Kube, sim: SimulatorServer, secret: None
+) -> None:
     name = unique("exists")
     jfrog(sim).seed_policy(
         {
             "key": name,
             "description": "someone else's",
             "enabled": False,
-            "searchCriteria": {"packageTypes": ["npm"], "repos": ["npm-local"], "includedPackages": ["**"], "keepLastNVersions": 3},
+            "searchCriteria": {
+                "packageTypes": ["npm"],
+                "repos": ["npm-local"],
+                "includedPackages": ["**"],
+                "keepLastNVersions": 3,
+            },
         }
     )
     kube.apply(policy(sim, name))
     obj = kube.wait_for(PLURAL, name, lambda o: is_true(o, "Stalled", "AlreadyExists"), what="AlreadyExists")
     assert condition(obj, "Ready")["status"] == "False"
     assert "cleanup.artifacts.dev/adopt" in condition(obj, "Stalled")["message"]
-    assert [m for m, _ in calls(sim, name)] == ["GET"] * len(calls(sim, name)), "wrote to someone else's policy"
+    assert [m for m, _ in calls(sim, name)] == ["GET"] * len(calls(sim, name)), (
+        "wrote to someone else's policy"
+    )
     assert jfrog(sim).policy(name)["description"] == "someone else's"
     kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/adopt": "true"})
     kube.wait_for(PLURAL, name, ready, what="adopted and Ready")
@@ -179,7 +194,10 @@ def test_on_demand_dry_run_runs_once_per_value(kube: Kube, sim: SimulatorServer,
     kube.wait_for(PLURAL, name, ready, what="Ready")
     kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "2026-11-24T10:00:00Z"})
     obj = kube.wait_for(
-        PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Succeeded", what="run finished"
+        PLURAL,
+        name,
+        lambda o: (o["status"].get("lastRun") or {}).get("state") == "Succeeded",
+        what="run finished",
     )
     last = obj["status"]["lastRun"]
     assert last["dryRun"] is True
@@ -190,7 +208,9 @@ def test_on_demand_dry_run_runs_once_per_value(kube: Kube, sim: SimulatorServer,
     assert len(runs) == 1 and runs[0].query == {"dryRun": "true"}
     assert jfrog(sim).deleted(name) == (0, 0, 0), "a dry run deleted packages"
     time.sleep(4)
-    assert len(sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")) == 1, "ran twice for one value"
+    assert len(sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")) == 1, (
+        "ran twice for one value"
+    )
     reasons = [e["reason"] for e in kube.events(name)]
     assert "RunStarted" in reasons and "RunSucceeded" in reasons
     described = kube.kubectl("describe", PLURAL, name, "-n", kube.ns).stdout
@@ -205,7 +225,9 @@ def test_real_run_when_spec_allows_it(kube: Kube, sim: SimulatorServer, secret: 
     kube.apply(policy(sim, name, onDemandRun={"dryRun": False, "pollInterval": "1s"}))
     kube.wait_for(PLURAL, name, ready, what="Ready")
     kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "one"})
-    kube.wait_for(PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Succeeded", what="run")
+    kube.wait_for(
+        PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Succeeded", what="run"
+    )
     assert jfrog(sim).deleted(name) == (2, 3, 1000)
     assert sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")[0].query == {"dryRun": "false"}
 
@@ -215,16 +237,25 @@ def test_disabled_policy_cannot_run_and_says_so(kube: Kube, sim: SimulatorServer
     kube.apply(policy(sim, name, enabled=False))
     kube.wait_for(PLURAL, name, ready, what="Ready")
     kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "now"})
-    obj = kube.wait_for(PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Refused", what="refused")
+    obj = kube.wait_for(
+        PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Refused", what="refused"
+    )
     assert "disabled" in obj["status"]["lastRun"]["message"]
     assert not sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")
     assert "RunRefused" in {e["reason"] for e in kube.events(name)}
 
 
-def test_vendor_validation_error_stalls_with_vendor_message(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+def test_vendor_validation_error_stalls_with_vendor_message(
+    kube: Kube, sim: SimulatorServer, secret: None
+) -> None:
     name = unique("old-server")
     jfrog(sim).version = "7.90.1"  # no days conditions before 7.111.2
-    criteria = {"packageTypes": ["docker"], "repos": ["docker-local"], "includedPackages": ["**"], "createdBeforeInDays": 30}
+    criteria = {
+        "packageTypes": ["docker"],
+        "repos": ["docker-local"],
+        "includedPackages": ["**"],
+        "createdBeforeInDays": 30,
+    }
     kube.apply(policy(sim, name, searchCriteria=criteria))
     obj = kube.wait_for(PLURAL, name, lambda o: is_true(o, "Stalled"), what="Stalled")
     assert condition(obj, "Stalled")["reason"] == "UnsupportedByServer"
@@ -235,18 +266,33 @@ def test_vendor_validation_error_stalls_with_vendor_message(kube: Kube, sim: Sim
 def test_rejected_by_vendor_400(kube: Kube, sim: SimulatorServer, secret: None) -> None:
     name = unique("rejected")
     sim.simulator("jfrog").faults.add(
-        Fault("status", path=f"/policies/{name}$", method="POST", status=400, body={"errors": [{"status": 400, "message": "Repository docker-local is not a local repository"}]}, times=None)
+        Fault(
+            "status",
+            path=f"/policies/{name}$",
+            method="POST",
+            status=400,
+            body={
+                "errors": [{"status": 400, "message": "Repository docker-local is not a local repository"}]
+            },
+            times=None,
+        )
     )
     kube.apply(policy(sim, name))
-    obj = kube.wait_for(PLURAL, name, lambda o: is_true(o, "Stalled", "VendorRejected"), what="VendorRejected")
+    obj = kube.wait_for(
+        PLURAL, name, lambda o: is_true(o, "Stalled", "VendorRejected"), what="VendorRejected"
+    )
     assert "is not a local repository" in condition(obj, "Stalled")["message"]
 
 
-def test_bad_credentials_stall_naming_the_secret_not_its_value(kube: Kube, sim: SimulatorServer, operator: Any) -> None:
+def test_bad_credentials_stall_naming_the_secret_not_its_value(
+    kube: Kube, sim: SimulatorServer, operator: Any
+) -> None:
     name = unique("badauth")
     kube.secret("jfrog", token="wrong-token-value-1234")
     kube.apply(policy(sim, name))
-    obj = kube.wait_for(PLURAL, name, lambda o: is_true(o, "Stalled", "AuthenticationFailed"), what="auth failure")
+    obj = kube.wait_for(
+        PLURAL, name, lambda o: is_true(o, "Stalled", "AuthenticationFailed"), what="auth failure"
+    )
     message = condition(obj, "Stalled")["message"]
     assert f"Secret {kube.ns}/jfrog" in message
     assert "wrong-token-value-1234" not in str(obj)
@@ -261,7 +307,15 @@ def test_bad_credentials_stall_naming_the_secret_not_its_value(kube: Kube, sim: 
 def test_vendor_outage_backs_off_and_recovers(kube: Kube, sim: SimulatorServer, secret: None) -> None:
     name = unique("outage")
     faults = sim.simulator("jfrog").faults
-    faults.add(Fault("status", path=f"/{name}$", status=503, body={"errors": [{"status": 503, "message": "down"}]}, times=2))
+    faults.add(
+        Fault(
+            "status",
+            path=f"/{name}$",
+            status=503,
+            body={"errors": [{"status": 503, "message": "down"}]},
+            times=2,
+        )
+    )
     faults.add(Fault("drop", path=f"/{name}$", times=1))
     kube.apply(policy(sim, name))
     kube.wait_for(PLURAL, name, ready, timeout=90, what="Ready after outage")
@@ -275,9 +329,20 @@ def test_update_refused_while_running_is_retried(kube: Kube, sim: SimulatorServe
     kube.wait_for(PLURAL, name, ready, what="Ready")
     jfrog(sim).set_running(name, seconds=4)
     kube.apply(policy(sim, name, description="changed while running"))
-    obj = kube.wait_for(PLURAL, name, lambda o: condition(o, "Reconciling").get("reason") == "PolicyRunning", what="PolicyRunning")
+    obj = kube.wait_for(
+        PLURAL,
+        name,
+        lambda o: condition(o, "Reconciling").get("reason") == "PolicyRunning",
+        what="PolicyRunning",
+    )
     assert condition(obj, "Reconciling")["status"] == "True"
-    kube.wait_for(PLURAL, name, lambda o: ready(o) and jfrog(sim).policy(name)["description"] == "changed while running", timeout=60, what="updated after the run")
+    kube.wait_for(
+        PLURAL,
+        name,
+        lambda o: ready(o) and jfrog(sim).policy(name)["description"] == "changed while running",
+        timeout=60,
+        what="updated after the run",
+    )
 
 
 def test_delete_removes_policy_orphan_keeps_it(kube: Kube, sim: SimulatorServer, secret: None) -> None:
@@ -309,23 +374,37 @@ def test_unreachable_vendor_blocks_delete_until_force(kube: Kube, sim: Simulator
     name = unique("blocked")
     kube.apply(policy(sim, name, interval="10m"))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    sim.simulator("jfrog").faults.add(Fault("status", path=f"/{name}$", method="DELETE", status=503, body={}, times=None))
+    sim.simulator("jfrog").faults.add(
+        Fault("status", path=f"/{name}$", method="DELETE", status=503, body={}, times=None)
+    )
     kube.delete(PLURAL, name)
-    obj = kube.wait_for(PLURAL, name, lambda o: condition(o, "Ready").get("reason") == "DeletionBlocked", what="DeletionBlocked")
+    obj = kube.wait_for(
+        PLURAL,
+        name,
+        lambda o: condition(o, "Ready").get("reason") == "DeletionBlocked",
+        what="DeletionBlocked",
+    )
     assert "force-delete" in condition(obj, "Ready")["message"]
     kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/force-delete": "true"})
     kube.wait_gone(PLURAL, name)
     assert jfrog(sim).policy(name) is not None
 
 
-def test_observe_only_never_writes_and_reports_differences(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+def test_observe_only_never_writes_and_reports_differences(
+    kube: Kube, sim: SimulatorServer, secret: None
+) -> None:
     name = unique("observe")
     jfrog(sim).seed_policy(
         {
             "key": name,
             "description": "managed elsewhere",
             "enabled": True,
-            "searchCriteria": {"packageTypes": ["docker"], "repos": ["docker-local"], "includedPackages": ["**"], "createdBeforeInMonths": 6},
+            "searchCriteria": {
+                "packageTypes": ["docker"],
+                "repos": ["docker-local"],
+                "includedPackages": ["**"],
+                "createdBeforeInMonths": 6,
+            },
         }
     )
     kube.apply(policy(sim, name, managementPolicy="ObserveOnly"))

@@ -5,7 +5,13 @@ import pytest
 from cleanup_operator.api.common import parse_duration
 from cleanup_operator.credentials import CredentialsError
 from cleanup_operator.reconcile.conditions import StatusBuilder, classify, status_patch
-from cleanup_operator.vendors.errors import AuthError, ConflictError, RateLimitedError, RejectedError, TransientError
+from cleanup_operator.vendors.errors import (
+    AuthError,
+    ConflictError,
+    RateLimitedError,
+    RejectedError,
+    TransientError,
+)
 
 
 def test_transition_time_changes_only_when_status_flips():

@@ -235,15 +235,15 @@ class ArtifactStreamSyncReconciler:
                     return jittered(parse_duration(spec.interval))
                 run = latest
         inventory: dict[str, Any] = dict(b.get("inventory") or {})
-        inventory["run"] = run.id
+        inventory["run"] = run.ref
         inventory["runStatus"] = run.status
         if run.is_active:
             b["inventory"] = inventory
-            b.progressing("RunInProgress", f"run {run.id} is {run.status}: waiting for it to end")
+            b.progressing("RunInProgress", f"run {run.ref} is {run.status}: waiting for it to end")
             return min(parse_duration(spec.interval), 10.0)
         async with self.ctx.vendor_slots:
             artifacts = await client.get_artifacts(
-                src.org, src.repo, run.id, src.workflow, src.task, src.cube
+                src.org, src.repo, run.ref, src.workflow, src.task, src.cube
             )
         totals = {s: 0 for s in ("registered", "success", "failed", "missing")}
         for art in artifacts:
@@ -266,7 +266,7 @@ class ArtifactStreamSyncReconciler:
         before = (obj.status.get("inventory") or {}).get("totals") or {}
         bad_before = int(before.get("missing", 0)) + int(before.get("failed", 0))
         if bad:
-            message = f"run {run.id}: {totals['missing']} missing and {totals['failed']} failed of {len(artifacts)} artifacts"
+            message = f"run {run.ref}: {totals['missing']} missing and {totals['failed']} failed of {len(artifacts)} artifacts"
             b.set_condition(ARTIFACTS_MISSING, True, ARTIFACTS_MISSING, message)
             if bad != bad_before or not before:
                 events.append(Event("Warning", ARTIFACTS_MISSING, message))
@@ -274,11 +274,11 @@ class ArtifactStreamSyncReconciler:
             b.set_condition(ARTIFACTS_MISSING, False, "AllPresent", "")
             if bad_before:
                 events.append(
-                    Event("Normal", "ArtifactsPresent", f"run {run.id}: no missing or failed artifacts")
+                    Event("Normal", "ArtifactsPresent", f"run {run.ref}: no missing or failed artifacts")
                 )
         b.ready(
             "Succeeded",
-            f"run {run.id} ({run.status}): {len(artifacts)} artifacts, {totals['success']} obtained",
+            f"run {run.ref} ({run.status}): {len(artifacts)} artifacts, {totals['success']} obtained",
         )
         return self._due(_synced_now(obj, b), spec, b)[1]
 

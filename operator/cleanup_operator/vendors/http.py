@@ -44,7 +44,9 @@ class ClientOptions:
     timeout: float = 30.0
 
 
-def make_client(opts: ClientOptions, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+def make_client(
+    opts: ClientOptions, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """One pooled client per endpoint and credentials; TLS verification is on unless asked otherwise."""
     verify: ssl.SSLContext | bool
     if opts.insecure_skip_verify:
@@ -104,9 +106,7 @@ async def request(
     except httpx.TimeoutException as exc:
         raise TransientError(f"{vendor}: {where} timed out", vendor=vendor) from exc
     except httpx.TransportError as exc:
-        raise TransientError(
-            f"{vendor}: {where} failed: {type(exc).__name__}", vendor=vendor
-        ) from exc
+        raise TransientError(f"{vendor}: {where} failed: {type(exc).__name__}", vendor=vendor) from exc
 
     body: Any = None
     raw = response.content
@@ -139,7 +139,8 @@ async def request(
     details: dict[str, Any] = {}
     if request_id_key and isinstance(body, dict):
         request_id = body.get(request_id_key)
-        details = {k: v for k, v in body.items() if k != "details"}
+        raw_details = body.get("details")
+        details = raw_details if isinstance(raw_details, dict) else {}
     text = f"{vendor}: {where}: {truncate(msg)}"
     kw: dict[str, Any] = {"vendor": vendor, "status_code": code, "request_id": request_id, "details": details}
     if code in (401, 403):
@@ -169,7 +170,9 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 @dataclass
 class Backoff:
-    """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**attempt))``."""
+    """Exponential backoff with "equal jitter": ``uniform(upper / 2, upper)`` where
+    ``upper = min(cap, base * 2**attempt)`` — never less than half the step, so retries do spread out
+    but never hammer."""
 
     base: float = 1.0
     cap: float = 300.0

@@ -67,7 +67,9 @@ class CallLog:
         with self._lock:
             self._calls.append(call)
 
-    def calls(self, vendor: str | None = None, method: str | None = None, path: str | None = None) -> list[Call]:
+    def calls(
+        self, vendor: str | None = None, method: str | None = None, path: str | None = None
+    ) -> list[Call]:
         """Calls filtered by vendor, method and a path regular expression (``re.search``)."""
         pat = re.compile(path) if path else None
         with self._lock:
@@ -119,7 +121,9 @@ class Faults:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def instrument(vendor: str, faults: Faults, log: CallLog) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def instrument(
+    vendor: str, faults: Faults, log: CallLog
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """aiohttp middleware: apply any matching fault, then record the call with its answer's status."""
 
     @web.middleware
@@ -143,13 +147,17 @@ def instrument(vendor: str, faults: Faults, log: CallLog) -> Callable[[web.Reque
             if fault is None:
                 response = await handler(request)
             elif fault.kind == "status":
-                response = web.json_response(fault.body if fault.body is not None else {}, status=fault.status)
+                response = web.json_response(
+                    fault.body if fault.body is not None else {}, status=fault.status
+                )
             elif fault.kind == "malformed":
                 response = web.Response(text='{"truncated": ', status=200, content_type="application/json")
             elif fault.kind == "content_type":
                 inner = await handler(request)
                 text = inner.text if isinstance(inner, web.Response) else ""
-                response = web.Response(text=text or "<html></html>", status=inner.status, content_type="text/html")
+                response = web.Response(
+                    text=text or "<html></html>", status=inner.status, content_type="text/html"
+                )
             elif fault.kind == "drop":
                 transport = request.transport
                 if transport is not None:

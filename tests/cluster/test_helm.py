@@ -1,0 +1,524 @@
+"""The Helm chart with the real helm binary (hack/tools.sh) and a real kube-apiserver.
+
+Rendering is checked for what users and auditors rely on (one replica with Recreate, the hardened
+security contexts, least-privilege RBAC per mode, CRDs from the models); the API server then accepts
+every rendered object (``kubectl apply --dry-run=server``), and a release goes through install,
+upgrade and uninstall. There are no nodes, so the Deployment's pod never runs: the objects must be
+accepted, and the RBAC they grant is verified with ``kubectl auth can-i`` as the ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cleanup_operator import crdgen
+from cleanup_operator.api import ALL_KINDS, GROUP
+from cleanup_operator.cli import parse_args
+from cleanup_operator.testing.controlplane import CACHE_BIN, REPO_ROOT, ControlPlane
+
+CHART = REPO_ROOT / "charts" / "cleanup-operator"
+HELM = CACHE_BIN / "helm"
+PLURALS = [info.plural for info in ALL_KINDS]
+CRD_NAMES = {info.crd_name for info in ALL_KINDS}
+KEEP = "helm.sh/resource-policy"
+
+# Least privilege, as (apiGroup, resource) -> verbs. Anything else granted is a failure.
+NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
+    **{(GROUP, p): {"get", "list", "watch", "patch", "update"} for p in PLURALS},
+    **{(GROUP, f"{p}/status"): {"patch", "update"} for p in PLURALS},
+    **{(GROUP, f"{p}/finalizers"): {"patch", "update"} for p in PLURALS},
+    ("", "secrets"): {"get"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+CLUSTER_RULES = {
+    **NAMESPACED_RULES,
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("", "namespaces"): {"list", "watch"},
+}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Helm:
+    binary: Path
+    cp: ControlPlane
+    home: Path
+    kube_version: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.cp.kubeconfig),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [str(self.binary), *args], env=self.env(), capture_output=True, text=True, timeout=180
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stderr}{res.stdout}"
+            )
+        return res
+
+    def template(self, values: dict[str, Any], namespace: str, tmp: Path, release: str = "rel") -> str:
+        return self.run(
+            "template",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            self.kube_version,
+            "--values",
+            str(write_values(tmp, values)),
+        ).stdout
+
+
+def write_values(tmp: Path, values: dict[str, Any]) -> Path:
+    path = tmp / f"values-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.fixture(scope="module")
+def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    if not (HELM.is_file() and os.access(HELM, os.X_OK)):
+        message = f"helm not found at {HELM}: run `bash hack/tools.sh` (or `make tools`) to build it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    # The chart declares kubeVersion; `helm template` must be told the cluster's, as Argo CD does.
+    return Helm(HELM, control_plane, tmp_path_factory.mktemp("helm-home"), version["gitVersion"])
+
+
+@pytest.fixture(scope="module")
+def namespaces(control_plane: ControlPlane) -> Iterator[dict[str, str]]:
+    """The release namespace and two namespaces to watch, for the server-side dry runs."""
+    names = {"release": unique("helm-rel"), "a": unique("helm-a"), "b": unique("helm-b")}
+    for ns in names.values():
+        control_plane.kubectl("create", "namespace", ns)
+    yield names
+    for ns in names.values():
+        control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def namespaced_values(*watched: str, **extra: Any) -> dict[str, Any]:
+    return {"watch": {"allNamespaces": False, "namespaces": list(watched)}, **extra}
+
+
+def docs_of(manifest: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(manifest) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def rules_map(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule, rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+# helm lint and the values schema.
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, namespaced_values("team-a", "team-b"), {"crds": {"install": False, "keep": False}}],
+    ids=["cluster-wide", "namespaced", "no-crds"],
+)
+def test_lint(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> None:
+    res = helm.run("lint", "--strict", str(CHART), "--values", str(write_values(tmp_path, values)))
+    assert "1 chart(s) linted, 0 chart(s) failed" in res.stdout
+    assert "[ERROR]" not in res.stdout and "[WARNING]" not in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        (namespaced_values(), "minItems"),
+        ({"watch": {"allNamespaces": True, "namespaces": ["team-a"]}}, "maxItems"),
+        (namespaced_values("team-*"), "pattern"),  # a Role needs an exact namespace, not a glob
+        ({"crds": {"install": "yes", "keep": True}}, "/crds/install"),
+        ({"replicaCount": 2}, "replicaCount"),  # one replica is not a choice: Kopf has no leader election
+        ({"logFormat": "xml"}, "/logFormat"),
+        ({"metrics": {"enabled": True, "port": 8080}}, "metrics.port and liveness.port must differ"),
+    ],
+    ids=[
+        "namespaced-without-namespaces",
+        "namespaces-when-cluster-wide",
+        "glob",
+        "crds-not-bool",
+        "unknown-key",
+        "bad-log-format",
+        "port-clash",
+    ],
+)
+def test_bad_values_are_refused(helm: Helm, tmp_path: Path, values: dict[str, Any], error: str) -> None:
+    res = helm.run(
+        "template",
+        "rel",
+        str(CHART),
+        "--kube-version",
+        helm.kube_version,
+        "--values",
+        str(write_values(tmp_path, values)),
+        check=False,
+    )
+    assert res.returncode != 0, res.stdout[:500]
+    assert error in res.stderr
+
+
+# Rendering, in both modes, with and without the CRDs.
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    cluster_wide: bool
+    crds: bool
+
+
+MODES = [
+    Mode(f"{scope}-crds-{crds}", scope == "cluster", crds)
+    for scope in ("cluster", "namespaced")
+    for crds in (True, False)
+]
+
+
+def mode_values(mode: Mode, ns: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {} if mode.cluster_wide else namespaced_values(ns["a"], ns["b"])
+    values["crds"] = {"install": mode.crds, "keep": True}
+    return values
+
+
+def check_deployment(docs: list[dict[str, Any]], release_ns: str, watched: list[str] | None) -> list[str]:
+    deploy = one(docs, "Deployment")
+    assert deploy["metadata"]["namespace"] == release_ns
+    spec = deploy["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["privileged"] is False
+    assert sc["runAsNonRoot"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["limits"]["memory"] == "128Mi"
+    assert container["resources"]["requests"]["memory"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+    args = container["args"]
+    scope = ["--all-namespaces"] if watched is None else [a for ns in watched for a in ("--namespace", ns)]
+    assert args[: len(scope)] == scope
+    assert args[len(scope) : len(scope) + 4] == [
+        "--liveness",
+        "http://0.0.0.0:8080/healthz",
+        "--log-format",
+        "json",
+    ]
+    # The operator's own parser accepts exactly these flags.
+    options = parse_args(args)
+    assert options.all_namespaces is (watched is None)
+    assert list(options.namespaces) == (watched or [])
+    assert options.log_format == "json"
+    assert options.liveness == "http://0.0.0.0:8080/healthz"
+
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["health"] == 8080
+    return list(args)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
+def test_render(helm: Helm, namespaces: dict[str, str], tmp_path: Path, mode: Mode) -> None:
+    release_ns = namespaces["release"]
+    manifest = helm.template(mode_values(mode, namespaces), release_ns, tmp_path)
+    docs = docs_of(manifest)
+    watched = None if mode.cluster_wide else [namespaces["a"], namespaces["b"]]
+    check_deployment(docs, release_ns, watched)
+
+    sa = one(docs, "ServiceAccount")
+    assert sa["metadata"] == {**sa["metadata"], "name": "rel-cleanup-operator", "namespace": release_ns}
+    subject = {"kind": "ServiceAccount", "name": "rel-cleanup-operator", "namespace": release_ns}
+    # rules_map equality: no wildcard, no extra verb or resource, nothing missing.
+    if mode.cluster_wide:
+        role = one(docs, "ClusterRole")
+        assert rules_map(role["rules"]) == CLUSTER_RULES
+        binding = one(docs, "ClusterRoleBinding")
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role["metadata"]["name"],
+        }
+        assert binding["subjects"] == [subject]
+        assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    else:
+        assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+        roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
+        bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")}
+        assert set(roles) == set(bindings) == set(watched or [])
+        for ns, role in roles.items():
+            assert rules_map(role["rules"]) == NAMESPACED_RULES, ns
+            assert bindings[ns]["roleRef"]["name"] == role["metadata"]["name"]
+            assert bindings[ns]["roleRef"]["kind"] == "Role"
+            assert bindings[ns]["subjects"] == [subject]
+
+    crds = {c["metadata"]["name"]: c for c in by_kind(docs, "CustomResourceDefinition")}
+    if mode.crds:
+        assert set(crds) == CRD_NAMES
+        for info in ALL_KINDS:
+            crd = crds[info.crd_name]
+            assert crd["metadata"]["annotations"] == {KEEP: "keep"}
+            assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+            assert crd["spec"] == crdgen.crd_for(info)["spec"], f"{info.crd_name} differs from the models"
+    else:
+        assert crds == {}
+
+
+def test_render_without_keep(helm: Helm, namespaces: dict[str, str], tmp_path: Path) -> None:
+    docs = docs_of(helm.template({"crds": {"install": True, "keep": False}}, namespaces["release"], tmp_path))
+    crds = by_kind(docs, "CustomResourceDefinition")
+    assert {c["metadata"]["name"] for c in crds} == CRD_NAMES
+    for crd in crds:
+        assert KEEP not in (crd["metadata"].get("annotations") or {})
+
+
+def test_render_metrics_and_extra_args(helm: Helm, namespaces: dict[str, str], tmp_path: Path) -> None:
+    values = {
+        "metrics": {"enabled": True, "port": 9100},
+        "logFormat": "text",
+        "extraArgs": ["--vendor-concurrency", "20"],
+        "image": {"repository": "registry.example/cleanup-operator", "tag": "1.2.3", "pullPolicy": "Always"},
+    }
+    docs = docs_of(helm.template(values, namespaces["release"], tmp_path))
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example/cleanup-operator:1.2.3"
+    args = container["args"]
+    assert args[args.index("--metrics-port") + 1] == "9100"
+    assert args[args.index("--log-format") + 1] == "text"
+    assert args[-2:] == ["--vendor-concurrency", "20"]
+    options = parse_args(args)
+    assert (options.metrics_port, options.vendor_concurrency, options.log_format) == (9100, 20, "text")
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
+    service = one(docs, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert not by_kind(docs_of(helm.template({}, namespaces["release"], tmp_path)), "Service")
+
+
+# The API server accepts what is rendered.
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
+def test_server_side_dry_run(
+    helm: Helm, control_plane: ControlPlane, namespaces: dict[str, str], tmp_path: Path, mode: Mode
+) -> None:
+    manifest = helm.template(mode_values(mode, namespaces), namespaces["release"], tmp_path)
+    res = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest, check=False)
+    assert res.returncode == 0, res.stderr
+    accepted = [line for line in res.stdout.splitlines() if line.endswith("(server dry run)")]
+    assert len(accepted) == len(docs_of(manifest)), res.stdout
+    assert "deployment.apps/rel-cleanup-operator" in res.stdout
+    for name in CRD_NAMES:
+        assert (f"customresourcedefinition.apiextensions.k8s.io/{name}" in res.stdout) is mode.crds
+    # Nothing was created.
+    assert control_plane.kubectl("get", "deployment", "-n", namespaces["release"], "-o", "name").stdout == ""
+
+
+# A release: install, upgrade, uninstall.
+
+
+def can_i(cp: ControlPlane, sa: str, *args: str) -> bool:
+    res = cp.kubectl("auth", "can-i", *args, f"--as=system:serviceaccount:{sa}", check=False)
+    assert res.stdout.strip() in ("yes", "no"), res.stderr
+    return res.stdout.strip() == "yes"
+
+
+def get_json(cp: ControlPlane, *args: str) -> dict[str, Any] | None:
+    res = cp.kubectl("get", *args, "-o", "json", check=False)
+    if res.returncode != 0:
+        assert "NotFound" in res.stderr, res.stderr
+        return None
+    return dict(json.loads(res.stdout))
+
+
+def crd_uids(cp: ControlPlane) -> dict[str, str]:
+    return {name: (get_json(cp, "crd", name) or {})["metadata"]["uid"] for name in CRD_NAMES}
+
+
+def test_release_cluster_wide(helm: Helm, control_plane: ControlPlane, tmp_path: Path) -> None:
+    cp = control_plane
+    ns = unique("helm-cw")
+    release = unique("cw")
+    name = f"{release}-cleanup-operator"
+    sa = f"{ns}:{name}"
+    cp.kubectl("create", "namespace", ns)
+    before = crd_uids(cp)  # installed by the session fixture with `kubectl apply --server-side`
+    try:
+        # The CRDs exist already (as after `kubectl apply -f crds/`): the release takes them over.
+        res = helm.run("install", release, str(CHART), "--namespace", ns, "--take-ownership")
+        assert "STATUS: deployed" in res.stdout
+        assert "kubectl get cleanup -A" in res.stdout  # NOTES.txt
+        deploy = get_json(cp, "deployment", name, "-n", ns)
+        assert deploy is not None
+        assert deploy["spec"]["strategy"]["type"] == "Recreate" and deploy["spec"]["replicas"] == 1
+        assert get_json(cp, "serviceaccount", name, "-n", ns) is not None
+        assert get_json(cp, "clusterrolebinding", name) is not None
+        for crd_name in CRD_NAMES:
+            crd = get_json(cp, "crd", crd_name)
+            assert crd is not None
+            assert crd["metadata"]["annotations"][KEEP] == "keep"
+            assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
+            assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+            established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+            assert established["Established"] == "True"
+
+        # RBAC as the API server evaluates it for the operator's ServiceAccount.
+        for resource in PLURALS:
+            assert can_i(cp, sa, "watch", f"{resource}.{GROUP}", "--all-namespaces")
+            assert can_i(cp, sa, "patch", f"{resource}.{GROUP}", "--subresource=status", "-n", "default")
+            assert not can_i(cp, sa, "delete", f"{resource}.{GROUP}", "-n", "default")
+            assert not can_i(cp, sa, "create", f"{resource}.{GROUP}", "-n", "default")
+        assert can_i(cp, sa, "get", "secrets", "-n", "default")
+        assert not can_i(cp, sa, "list", "secrets", "-n", "default")
+        assert can_i(cp, sa, "create", "events", "-n", "default")
+        assert can_i(cp, sa, "create", "events.events.k8s.io", "-n", "default")
+        assert can_i(cp, sa, "watch", "customresourcedefinitions.apiextensions.k8s.io")
+        assert can_i(cp, sa, "list", "namespaces")
+        assert not can_i(cp, sa, "update", "customresourcedefinitions.apiextensions.k8s.io")
+        assert not can_i(cp, sa, "get", "configmaps", "-n", "default")
+
+        res = helm.run(
+            "upgrade",
+            release,
+            str(CHART),
+            "--namespace",
+            ns,
+            "--values",
+            str(write_values(tmp_path, {"metrics": {"enabled": True, "port": 9100}})),
+        )
+        assert "STATUS: deployed" in res.stdout and "REVISION: 2" in res.stdout
+        deploy = get_json(cp, "deployment", name, "-n", ns)
+        assert deploy is not None
+        args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--metrics-port") + 1] == "9100"
+        assert get_json(cp, "service", f"{name}-metrics", "-n", ns) is not None
+        assert crd_uids(cp) == before  # updated in place, never recreated
+
+        res = helm.run("uninstall", release, "--namespace", ns)
+        assert "These resources were kept due to the resource policy" in res.stdout
+        for crd_name in CRD_NAMES:
+            assert f"[CustomResourceDefinition] {crd_name}" in res.stdout
+        assert get_json(cp, "deployment", name, "-n", ns) is None
+        assert get_json(cp, "service", f"{name}-metrics", "-n", ns) is None
+        assert get_json(cp, "clusterrole", name) is None
+        assert get_json(cp, "clusterrolebinding", name) is None
+        assert get_json(cp, "serviceaccount", name, "-n", ns) is None
+        # The CRDs (and so every resource of our kinds) survive, the very same objects.
+        assert crd_uids(cp) == before
+    finally:
+        helm.run("uninstall", release, "--namespace", ns, "--ignore-not-found", check=False)
+        cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_release_namespaced(helm: Helm, control_plane: ControlPlane, tmp_path: Path) -> None:
+    cp = control_plane
+    ns, team_a, team_b, other = (unique(p) for p in ("helm-op", "helm-ta", "helm-tb", "helm-other"))
+    release = unique("ns")
+    name = f"{release}-cleanup-operator"
+    sa = f"{ns}:{name}"
+    for n in (ns, team_a, team_b, other):
+        cp.kubectl("create", "namespace", n)
+    try:
+        # CRDs managed outside the release (crds.install=false): no ownership to take.
+        values = namespaced_values(team_a, crds={"install": False, "keep": True})
+        helm.run(
+            "install", release, str(CHART), "--namespace", ns, "--values", str(write_values(tmp_path, values))
+        )
+        assert get_json(cp, "role", name, "-n", team_a) is not None
+        assert get_json(cp, "rolebinding", name, "-n", team_a) is not None
+        assert get_json(cp, "clusterrole", name) is None
+        assert get_json(cp, "clusterrolebinding", name) is None
+        deploy = get_json(cp, "deployment", name, "-n", ns)
+        assert deploy is not None
+        assert deploy["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["--namespace", team_a]
+
+        assert can_i(cp, sa, "patch", f"storageprunes.{GROUP}", "--subresource=status", "-n", team_a)
+        assert can_i(cp, sa, "watch", f"cleanuppolicies.{GROUP}", "-n", team_a)
+        assert can_i(cp, sa, "get", "secrets", "-n", team_a)
+        assert can_i(cp, sa, "create", "events", "-n", team_a)
+        assert not can_i(cp, sa, "get", "secrets", "-n", other)
+        assert not can_i(cp, sa, "watch", f"cleanuppolicies.{GROUP}", "-n", other)
+        assert not can_i(cp, sa, "watch", f"cleanuppolicies.{GROUP}", "--all-namespaces")
+        assert not can_i(cp, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")
+        assert not can_i(cp, sa, "list", "namespaces")
+        assert not can_i(cp, sa, "get", f"artifactstreamsyncs.{GROUP}", "-n", team_b)
+
+        values = namespaced_values(team_a, team_b, crds={"install": False, "keep": True})
+        helm.run(
+            "upgrade", release, str(CHART), "--namespace", ns, "--values", str(write_values(tmp_path, values))
+        )
+        assert can_i(cp, sa, "get", f"artifactstreamsyncs.{GROUP}", "-n", team_b)
+        deploy = get_json(cp, "deployment", name, "-n", ns)
+        assert deploy is not None
+        assert deploy["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
+            "--namespace",
+            team_a,
+            "--namespace",
+            team_b,
+        ]
+
+        res = helm.run("uninstall", release, "--namespace", ns)
+        assert "kept due to the resource policy" not in res.stdout
+        for n in (team_a, team_b):
+            assert get_json(cp, "role", name, "-n", n) is None
+            assert get_json(cp, "rolebinding", name, "-n", n) is None
+        assert get_json(cp, "deployment", name, "-n", ns) is None
+        assert set(crd_uids(cp)) == CRD_NAMES  # untouched: the release never owned them
+    finally:
+        helm.run("uninstall", release, "--namespace", ns, "--ignore-not-found", check=False)
+        for n in (ns, team_a, team_b, other):
+            cp.kubectl("delete", "namespace", n, "--wait=false", check=False)

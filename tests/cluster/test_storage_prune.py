@@ -1,0 +1,302 @@
+"""StoragePrune end to end: real API server, the operator process, the JFrog PUD simulator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cleanup_operator.testing.controlplane import ControlPlane
+from cleanup_operator.testing.simulators import Fault, JFrogSimulator, SimulatorServer
+
+from .conftest import Kube, Operator, condition, is_true
+
+PLURAL = "storageprunes"
+
+
+def jfrog(sim: SimulatorServer) -> JFrogSimulator:
+    s = sim.simulator("jfrog")
+    assert isinstance(s, JFrogSimulator)
+    return s
+
+
+def prune(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
+    body = {
+        "connection": {"url": sim.url("jfrog"), "secretRef": {"name": "jfrog"}},
+        "pollInterval": "500ms",
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "cleanup.artifacts.dev/v1alpha1",
+        "kind": "StoragePrune",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def phase(value: str) -> Any:
+    return lambda o: (o.get("status") or {}).get("phase") == value
+
+
+def starts(sim: SimulatorServer) -> int:
+    return len(sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$"))
+
+
+@pytest.fixture
+def fast(sim: SimulatorServer, kube: Kube) -> JFrogSimulator:
+    kube.secret("jfrog", token="test-token")
+    j = jfrog(sim)
+    j.prune_seconds_per_directory = 0.01
+    return j
+
+
+def test_dry_run_to_finished(kube: Kube, sim: SimulatorServer, fast: JFrogSimulator) -> None:
+    kube.apply(prune(sim, "dry"))
+    obj = kube.wait_for(PLURAL, "dry", phase("Succeeded"), what="Succeeded")
+    st = obj["status"]
+    vendor = fast.prune_status()
+    assert vendor is not None and vendor["status"] == "finished" and vendor["dryRun"] is True
+    assert st["progress"] == "256 of 256" and st["percent"] == 100
+    assert st["report"]["binariesProcessed"] == vendor["report"]["totalBinariesProcessed"] > 0
+    assert st["report"]["binariesCleaned"] == vendor["report"]["totalBinariesCleaned"]
+    assert st["report"]["bytesCleaned"] == vendor["report"]["totalBytesCleaned"] > 0
+    assert st["report"]["reclaimed"].endswith("iB") or st["report"]["reclaimed"].endswith(" B")
+    assert st["lastHandledDirectory"] == "ff"
+    assert st["dryRun"] is True and st["startedAt"] and st["duration"]
+    assert is_true(obj, "Ready", "PruneSucceeded")
+    assert "would reclaim" in condition(obj, "Ready")["message"]
+    assert len(st["history"]) == 1 and st["history"][0]["phase"] == "Succeeded"
+    assert starts(sim) == 1 and fast.prune_starts == 1
+    start = sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$")[0]
+    assert start.json["dryRun"] is True and start.json["binaryOlderThanDays"] == 1
+    assert fast.cleaned_directories == []
+    events = [e for e in kube.events("dry") if e["reason"] == "PruneSucceeded"]
+    assert events and st["report"]["reclaimed"] in events[0]["message"]
+    out = kube.kubectl("get", PLURAL, "dry", "-n", kube.ns).stdout
+    assert "PHASE" in out and "PROGRESS" in out and "RECLAIMED" in out and "DRY RUN" in out
+    assert "Succeeded" in out and "256 of 256" in out
+    time.sleep(2)
+    assert starts(sim) == 1, "started twice"
+
+
+def test_real_run_deletes_and_follows_progress(
+    kube: Kube, sim: SimulatorServer, fast: JFrogSimulator
+) -> None:
+    fast.prune_seconds_per_directory = 0.03
+    kube.apply(prune(sim, "real", dryRun=False, startFromDirectory="80", binaryOlderThanDays=3))
+    running = kube.wait_for(
+        PLURAL,
+        "real",
+        lambda o: (
+            (o.get("status") or {}).get("phase") == "Running" and (o["status"].get("percent") or 0) > 50
+        ),
+        what="progress",
+    )
+    assert is_true(running, "Reconciling")
+    obj = kube.wait_for(PLURAL, "real", phase("Succeeded"), what="Succeeded")
+    assert obj["status"]["dryRun"] is False
+    assert fast.cleaned_directories and min(fast.cleaned_directories) == "80"
+    start = sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$")[0]
+    assert start.json == {"dryRun": False, "startFromDirectory": "80", "binaryOlderThanDays": 3}
+    assert "reclaimed" in condition(obj, "Ready")["message"]
+
+
+def test_error_state(kube: Kube, sim: SimulatorServer, fast: JFrogSimulator) -> None:
+    fast.fail_prune_at_directory = "40"
+    kube.apply(prune(sim, "broken"))
+    obj = kube.wait_for(PLURAL, "broken", phase("Failed"), what="Failed")
+    assert "I/O error" in obj["status"]["error"]
+    ready = condition(obj, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "PruneFailed" and "I/O error" in ready["message"]
+    assert obj["status"]["history"][0]["phase"] == "Failed"
+    assert "PruneFailed" in {e["reason"] for e in kube.events("broken")}
+
+
+def test_stop_on_delete(kube: Kube, sim: SimulatorServer, fast: JFrogSimulator) -> None:
+    fast.prune_seconds_per_directory = 0.5
+    kube.apply(prune(sim, "stopme"))
+    kube.wait_for(PLURAL, "stopme", phase("Running"), what="Running")
+    kube.delete(PLURAL, "stopme")
+    kube.wait_gone(PLURAL, "stopme")
+    assert len(sim.calls.calls(vendor="jfrog", method="POST", path="/prune/stop$")) == 1
+    vendor = fast.prune_status()
+    assert vendor is not None and vendor["status"] == "stopped"
+
+
+def test_stop_on_delete_false_leaves_it_running(
+    kube: Kube, sim: SimulatorServer, fast: JFrogSimulator
+) -> None:
+    fast.prune_seconds_per_directory = 0.5
+    kube.apply(prune(sim, "leave", stopOnDelete=False))
+    kube.wait_for(PLURAL, "leave", phase("Running"), what="Running")
+    kube.delete(PLURAL, "leave")
+    kube.wait_gone(PLURAL, "leave")
+    assert not sim.calls.calls(vendor="jfrog", method="POST", path="/prune/stop$")
+    assert fast.prune_status()["status"] == "running"
+
+
+def test_stop_412_nothing_running_is_fine(kube: Kube, sim: SimulatorServer, fast: JFrogSimulator) -> None:
+    fast.prune_seconds_per_directory = 0.5
+    kube.apply(prune(sim, "raced"))
+    kube.wait_for(PLURAL, "raced", phase("Running"), what="Running")
+    fast.faults.add(
+        Fault("status", path="/prune/stop$", status=412, body={"info": "No running Prune task found"})
+    )
+    kube.delete(PLURAL, "raced")
+    kube.wait_gone(PLURAL, "raced")
+    stops = sim.calls.calls(vendor="jfrog", method="POST", path="/prune/stop$")
+    assert [c.status for c in stops] == [412]
+
+
+def test_status_412_before_any_run_is_normal(kube: Kube, sim: SimulatorServer, fast: JFrogSimulator) -> None:
+    kube.apply(prune(sim, "later", schedule="0 0 1 1 *"))
+    obj = kube.wait_for(
+        PLURAL, "later", lambda o: o.get("status", {}).get("observedGeneration") == 1, what="observed"
+    )
+    assert obj["status"]["phase"] == "Pending"
+    assert not is_true(obj, "Stalled")
+    assert condition(obj, "Reconciling")["reason"] == "Scheduled"
+    assert starts(sim) == 0
+
+
+def test_foreign_prune_is_followed_not_restarted(
+    kube: Kube, sim: SimulatorServer, fast: JFrogSimulator
+) -> None:
+    fast.prune_seconds_per_directory = 0.02
+    fast.start_prune(dry_run=True)
+    kube.apply(prune(sim, "follower"))
+    obj = kube.wait_for(
+        PLURAL,
+        "follower",
+        lambda o: condition(o, "Reconciling").get("reason") == "AlreadyRunning",
+        what="AlreadyRunning",
+    )
+    assert obj["status"]["startedByUs"] is False
+    assert "AlreadyRunning" in {e["reason"] for e in kube.events("follower")}
+    kube.wait_for(PLURAL, "follower", phase("Succeeded"), what="Succeeded")
+    assert starts(sim) == 0
+
+
+def test_start_412_means_already_running(kube: Kube, sim: SimulatorServer, fast: JFrogSimulator) -> None:
+    fast.prune_seconds_per_directory = 0.02
+    # The status read says nothing runs, then the start answers 412: someone started one in between.
+    fast.faults.add(
+        Fault("status", path="/prune/status$", status=412, body={"info": "No Prune task found"}, times=1)
+    )
+    fast.start_prune(dry_run=True)
+    kube.apply(prune(sim, "race"))
+    kube.wait_for(PLURAL, "race", phase("Succeeded"), what="Succeeded")
+    started = sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$")
+    assert [c.status for c in started] == [412]
+    assert fast.prune_starts == 0
+
+
+def test_two_prunes_on_one_artifactory_take_turns(
+    kube: Kube, sim: SimulatorServer, fast: JFrogSimulator
+) -> None:
+    fast.prune_seconds_per_directory = 0.01
+    kube.apply(prune(sim, "one"))
+    kube.apply(prune(sim, "two"))
+    seen_waiting = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        a, b = kube.get(PLURAL, "one"), kube.get(PLURAL, "two")
+        phases = {(a or {}).get("status", {}).get("phase"), (b or {}).get("status", {}).get("phase")}
+        seen_waiting |= "Waiting" in phases
+        if phases == {"Succeeded"}:
+            break
+        time.sleep(0.2)
+    assert phases == {"Succeeded"}, phases
+    assert seen_waiting, "the second never waited"
+    started = sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$")
+    assert [c.status for c in started] == [202, 202], "a start collided with a running prune"
+    assert fast.prune_starts == 2
+    waiting = [o for o in ("one", "two") if any(e["reason"] == "PruneStarted" for e in kube.events(o))]
+    assert len(waiting) == 2
+
+
+def test_poll_errors_keep_progress_and_recover(
+    kube: Kube, sim: SimulatorServer, fast: JFrogSimulator
+) -> None:
+    fast.prune_seconds_per_directory = 0.05
+    kube.apply(prune(sim, "flaky"))
+    kube.wait_for(PLURAL, "flaky", lambda o: (o.get("status") or {}).get("percent", 0) > 5, what="progress")
+    fast.faults.add(
+        Fault(
+            "status",
+            path="/prune/status$",
+            status=503,
+            body={"errors": [{"status": 503, "message": "down"}]},
+            times=3,
+        )
+    )
+    obj = kube.wait_for(
+        PLURAL, "flaky", lambda o: condition(o, "Synced").get("status") == "False", what="Synced=False"
+    )
+    assert obj["status"]["phase"] == "Running" and obj["status"]["progress"]
+    kube.wait_for(PLURAL, "flaky", phase("Succeeded"), timeout=90, what="Succeeded after errors")
+    assert starts(sim) == 1
+
+
+def test_requested_at_starts_again_and_history_is_capped(
+    kube: Kube, sim: SimulatorServer, fast: JFrogSimulator
+) -> None:
+    kube.apply(prune(sim, "again", historyLimit=2))
+    kube.wait_for(PLURAL, "again", phase("Succeeded"), what="first run")
+    for n in (1, 2):
+        kube.annotate(PLURAL, "again", **{"cleanup.artifacts.dev/requested-at": f"run-{n}"})
+        kube.wait_for(
+            PLURAL,
+            "again",
+            lambda o, n=n: (
+                o["status"].get("lastHandledRequestedAt") == f"run-{n}"
+                and o["status"]["phase"] == "Succeeded"
+                and len(o["status"]["history"]) == min(2, n + 1)
+            ),
+            what=f"run {n}",
+        )
+    obj = kube.get(PLURAL, "again")
+    assert obj is not None and len(obj["status"]["history"]) == 2
+    assert starts(sim) == 3
+
+
+def test_schedule_tick_starts_a_prune(kube: Kube, sim: SimulatorServer, fast: JFrogSimulator) -> None:
+    kube.apply(prune(sim, "cron", schedule="* * * * *"))
+    obj = kube.wait_for(PLURAL, "cron", phase("Succeeded"), timeout=90, what="a tick's run")
+    assert obj["status"]["runStartedFor"].startswith("schedule:")
+    assert obj["status"]["lastScheduleTime"]
+    assert starts(sim) == 1
+
+
+@pytest.fixture
+def isolated(control_plane: ControlPlane, tmp_path: Path) -> Iterator[tuple[Kube, Operator]]:
+    """A namespace outside the session operator's pattern, with an operator of its own."""
+    ns = f"iso-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", ns)
+    op = Operator(control_plane, tmp_path / "operator.log", "--namespace", ns)
+    yield Kube(control_plane, ns), op
+    op.stop()
+    control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_operator_killed_mid_prune_resumes_without_second_start(
+    isolated: tuple[Kube, Operator], sim: SimulatorServer
+) -> None:
+    kube, op = isolated
+    kube.secret("jfrog", token="test-token")
+    j = jfrog(sim)
+    j.prune_seconds_per_directory = 0.04
+    op.start()
+    kube.apply(prune(sim, "crash"))
+    kube.wait_for(PLURAL, "crash", lambda o: (o.get("status") or {}).get("percent", 0) >= 10, what="progress")
+    op.kill()
+    time.sleep(1.0)
+    op.start()
+    obj = kube.wait_for(PLURAL, "crash", phase("Succeeded"), timeout=90, what="Succeeded after restart")
+    assert starts(sim) == 1 and j.prune_starts == 1
+    assert obj["status"]["progress"] == "256 of 256"
+    assert len(obj["status"]["history"]) == 1
