@@ -1,0 +1,74 @@
+"""``python -m cleanup_operator.testing.simulators``: every simulated vendor on one loopback port.
+
+``--demo`` seeds the data the manifests in ``examples/`` refer to. Faults can be injected and the
+call log read over HTTP: ``POST /_sim/faults/<prefix>`` with a JSON fault (see ``faults.py``),
+``GET /_sim/calls``, ``POST /_sim/reset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import time
+
+from . import HarnessSimulator, JFrogSimulator, SourceCraftSimulator, build_server
+from .server import SimulatorServer
+
+
+def seed_demo(server: SimulatorServer) -> None:
+    """The data examples/ expects: Harness streams of a supported and an unsupported type, a CI run."""
+    jfrog = server.simulator("jfrog")
+    harness = server.simulator("harness")
+    sourcecraft = server.simulator("sourcecraft")
+    assert isinstance(jfrog, JFrogSimulator)
+    assert isinstance(harness, HarnessSimulator)
+    assert isinstance(sourcecraft, SourceCraftSimulator)
+    jfrog.prune_seconds_per_directory = 0.1
+    jfrog.run_duration = 3.0
+    jfrog.set_run_result("docker-stale", packages=12, versions=57, nbytes=3_221_225_472)
+    harness.add_stream("acc1", "bOgdZBYQS2-oHZMwEZTeIQ", "DOCKER")
+    harness.add_stream("acc1", "jenkins-stream", "JENKINS")
+    sourcecraft.add_runs("acme", "web", 3)
+    sourcecraft.add_run(
+        "acme",
+        "web",
+        "run-4",
+        workflow="build",
+        task="package",
+        cube="publish",
+        artifacts=[("dist/web.tar.gz", "success"), ("dist/web.sbom.json", "success"), ("reports/e2e.xml", "missing")],
+        processing_seconds=8,
+        created_at=time.time(),
+    )
+
+
+async def serve(host: str, port: int, demo: bool) -> None:
+    server = build_server(host, port)
+    if demo:
+        seed_demo(server)
+    await server.start()
+    for prefix in ("jfrog", "harness", "sourcecraft"):
+        print(f"{prefix:12} {server.url(prefix)}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--demo", action="store_true", help="seed the data examples/ refers to")
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port, args.demo))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
