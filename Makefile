@@ -23,10 +23,10 @@ tools:
 	bash hack/tools.sh
 
 crds: $(STAMP)
-	$(PY) -m cleanup_operator.crdgen --out crds
+	$(PY) -m cleanup_operator.crdgen --out crds --chart charts/cleanup-operator
 
 crds-check: $(STAMP)
-	$(PY) -m cleanup_operator.crdgen --out crds --check
+	$(PY) -m cleanup_operator.crdgen --out crds --chart charts/cleanup-operator --check
 
 test: $(STAMP) tools
 	$(PY) -m pytest -q -ra

@@ -7,10 +7,14 @@ import asyncio
 import logging
 import sys
 
-import kopf
+# The operator never uses the `kubernetes` client, but Kopf imports it (when installed) to recognise
+# its model classes, and that import costs more memory than Kopf itself. Keep it out of the process.
+sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
 
-from .handlers import register
-from .settings import OperatorOptions
+import kopf  # noqa: E402
+
+from .handlers import register  # noqa: E402
+from .settings import OperatorOptions  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> OperatorOptions:

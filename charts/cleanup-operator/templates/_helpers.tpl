@@ -1,0 +1,78 @@
+{{/* Chart name, truncated to the 63 characters of a label value. */}}
+{{- define "cleanup-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: the release name, suffixed with the chart name unless it contains it. */}}
+{{- define "cleanup-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cleanup-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "cleanup-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cleanup-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels on every object, CRDs included (crdgen.py renders the CRD templates with this helper). */}}
+{{- define "cleanup-operator.labels" -}}
+helm.sh/chart: {{ include "cleanup-operator.chart" . }}
+{{ include "cleanup-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: cleanup-operator
+{{- end }}
+
+{{- define "cleanup-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cleanup-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "cleanup-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's permissions, shared by the ClusterRole (cluster-wide mode) and each Role (namespaced mode).
+Kopf watches and patches our kinds (finalizers, progress annotations), the operator patches /status,
+reads the Secrets named in specs, and posts events.
+*/}}
+{{- define "cleanup-operator.rules" -}}
+- apiGroups: ["cleanup.artifacts.dev"]
+  resources: ["cleanuppolicies", "storageprunes", "artifactstreamsyncs"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["cleanup.artifacts.dev"]
+  resources:
+    - cleanuppolicies/status
+    - storageprunes/status
+    - artifactstreamsyncs/status
+    - cleanuppolicies/finalizers
+    - storageprunes/finalizers
+    - artifactstreamsyncs/finalizers
+  verbs: ["patch", "update"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
