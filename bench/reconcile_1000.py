@@ -31,7 +31,9 @@ PLURAL_PATH = f"/apis/cleanup.artifacts.dev/v1alpha1/namespaces/{NS}/cleanuppoli
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
@@ -56,7 +58,9 @@ def manifest(i: int, url: str) -> dict[str, Any]:
 
 async def create_all(cp: ControlPlane, count: int, url: str) -> None:
     ctx = ssl.create_default_context(cadata=(cp.workdir / "certs" / "apiserver.crt").read_text())
-    async with httpx.AsyncClient(base_url=cp.url, verify=ctx, headers={"Authorization": f"Bearer {cp.token}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=cp.url, verify=ctx, headers={"Authorization": f"Bearer {cp.token}"}
+    ) as client:
         sem = asyncio.Semaphore(32)
 
         async def one(i: int) -> None:
@@ -69,7 +73,9 @@ async def create_all(cp: ControlPlane, count: int, url: str) -> None:
 
 async def list_all(cp: ControlPlane) -> list[dict[str, Any]]:
     ctx = ssl.create_default_context(cadata=(cp.workdir / "certs" / "apiserver.crt").read_text())
-    async with httpx.AsyncClient(base_url=cp.url, verify=ctx, headers={"Authorization": f"Bearer {cp.token}"}, timeout=60) as client:
+    async with httpx.AsyncClient(
+        base_url=cp.url, verify=ctx, headers={"Authorization": f"Bearer {cp.token}"}, timeout=60
+    ) as client:
         r = await client.get(PLURAL_PATH)
         r.raise_for_status()
         return list(r.json()["items"])
@@ -97,7 +103,12 @@ def main() -> int:
         cp.kubectl("create", "namespace", NS)
         cp.kubectl("create", "secret", "generic", "jfrog", "-n", NS, "--from-literal=token=test-token")
         log = open(workdir / "operator.log", "wb")  # noqa: SIM115
-        op = subprocess.Popen([sys.executable, "-m", "cleanup_operator", "--namespace", NS], env=cp.env(), stdout=log, stderr=subprocess.STDOUT)
+        op = subprocess.Popen(
+            [sys.executable, "-m", "cleanup_operator", "--namespace", NS],
+            env=cp.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             time.sleep(2)
             t0 = time.monotonic()
@@ -112,11 +123,15 @@ def main() -> int:
                 time.sleep(1)
             to_ready = time.monotonic() - t0
             rss_ready = rss_kib(op.pid)
-            before = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in asyncio.run(list_all(cp))}
+            before = {
+                o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in asyncio.run(list_all(cp))
+            }
             writes_before = len([c for c in server.calls.calls(vendor="jfrog") if c.method != "GET"])
             gets_before = len(server.calls.calls(vendor="jfrog", method="GET"))
             time.sleep(args.quiet)
-            after = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in asyncio.run(list_all(cp))}
+            after = {
+                o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in asyncio.run(list_all(cp))
+            }
             writes = len([c for c in server.calls.calls(vendor="jfrog") if c.method != "GET"]) - writes_before
             gets = len(server.calls.calls(vendor="jfrog", method="GET")) - gets_before
             patched = sum(1 for k in before if after.get(k) != before[k])

@@ -16,11 +16,16 @@ SHARED = ROOT.parent / "shared"
 VENDOR_DOCS = SHARED / "vendor-docs"
 
 
+TIERS = ("unit", "sim", "cluster")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, and run the fast tiers first."""
     for item in items:
         tier = Path(str(item.fspath)).parent.name
-        if tier in ("unit", "sim", "cluster"):
+        if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+    items.sort(key=lambda i: TIERS.index(t) if (t := Path(str(i.fspath)).parent.name) in TIERS else 0)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
-"""Thin Kopf wiring: per kind, a daemon running the reconcile loop, a watcher waking it on changes,
-a delete handler guarding the vendor object with a finalizer, and an index of vendor claims.
+"""Thin Kopf wiring: per kind, a watcher feeding the scheduler (runtime.Scheduler), a delete handler
+guarding the vendor object with a finalizer, and an index of vendor claims.
 
 No vendor logic lives here; the only mapping is ``runtime.Retry`` → ``kopf.TemporaryError``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,7 +18,7 @@ from .api import ALL_KINDS
 from .api.common import FORCE_DELETE, GROUP, VERSION, KindInfo
 from .kube import KubeAPI
 from .observability import Metrics, serve_metrics
-from .runtime import Context, Event, Obj, Reconciler, Retry, Wakers, run_loop
+from .runtime import Context, Event, Obj, Reconciler, Retry, Scheduler
 from .settings import OperatorOptions, configure
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ class OperatorState:
         self.factories = factories
         self.connection: Any = None
         self.metrics = Metrics()
-        self.wakers = Wakers()
+        self._scheduler: Scheduler | None = None
+        self._scheduler_task: asyncio.Task[None] | None = None
         self.indexes: dict[str, Any] = {}
         self._ctx: Context | None = None
         self._reconcilers: dict[str, Reconciler] = {}
@@ -62,6 +65,14 @@ class OperatorState:
             self._ctx.metrics = self.metrics  # type: ignore[attr-defined]
         return self._ctx
 
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            self._scheduler = Scheduler(self.context(), concurrency=self.options.vendor_concurrency)
+            self._scheduler_task = asyncio.create_task(
+                self._scheduler.run(), name="cleanup-operator scheduler"
+            )
+        return self._scheduler
+
     def reconciler(self, kind: KindInfo) -> Reconciler:
         rec = self._reconcilers.get(kind.plural)
         if rec is None:
@@ -73,6 +84,12 @@ class OperatorState:
         kopf.event(obj.body, type=event.type, reason=event.reason, message=event.message)
 
     async def aclose(self) -> None:
+        if self._scheduler_task is not None:
+            self._scheduler_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler_task
+        if self._scheduler is not None:
+            await self._scheduler.aclose()
         if self._ctx is not None:
             await self._ctx.aclose()
         if self._metrics_runner is not None:
@@ -133,31 +150,19 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
     claims.__name__ = index_id
     kopf.index(*resource, id=index_id, registry=registry)(claims)
 
-    async def watch(body: kopf.Body, uid: str, type: str | None, **_: Any) -> None:
+    async def watch(body: kopf.Body, uid: str, type: str | None, **kwargs: Any) -> None:
+        state.indexes[kind.plural] = kwargs.get(index_id)
         if type == "DELETED":
-            state.wakers.forget(uid)
+            state.scheduler().forget(uid)
             return
-        state.wakers.observe(uid, body)
+        state.scheduler().observe(state.reconciler(kind), body)
 
     kopf.on.event(*resource, id=f"{kind.plural}_watch", registry=registry)(watch)
-
-    async def daemon(body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
-        state.indexes[kind.plural] = kwargs.get(index_id)
-        state.wakers.observe(body.get("metadata", {}).get("uid", ""), body)
-        await run_loop(
-            state.reconciler(kind),
-            state.context(),
-            body,
-            stopped=lambda: bool(stopped),
-            stop_waiter=lambda: stopped.wait(),
-            wakers=state.wakers,
-        )
-
-    kopf.daemon(*resource, id=f"{kind.plural}_loop", registry=registry, cancellation_timeout=5.0)(daemon)
 
     async def delete(body: kopf.Body, **_: Any) -> None:
         obj = Obj.from_body(kind, body)
         ctx = state.context()
+        await state.scheduler().hold(obj.uid)
         if obj.annotations.get(FORCE_DELETE) == "true":
             log.warning(
                 "%s %s: %s is set; releasing the finalizer without vendor clean-up",

@@ -1,17 +1,19 @@
 """The per-object reconcile loop shared by every kind (Kopf-free, so it is tested without Kopf).
 
-One loop per object serialises all work on it: a change (new generation or a new value of an
-annotation we react to) wakes the loop; otherwise it sleeps until the reconciler's requeue time.
+One scheduler serialises all work per object: a change (new generation or a new value of an
+annotation we react to) runs it now; otherwise it runs again at the reconciler's requeue time.
 Status is computed, compared with what the object shows, and patched once, only when it differs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import heapq
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,7 +47,9 @@ class Obj:
 
     @classmethod
     def from_body(cls, kind: KindInfo, body: Mapping[str, Any]) -> Obj:
+        """A lean copy: what reconcilers read, and a stub of the body for posting events."""
         meta = body.get("metadata", {})
+        ref = {k: meta.get(k) for k in ("name", "namespace", "uid")}
         return cls(
             kind=kind,
             namespace=meta.get("namespace", ""),
@@ -57,8 +61,12 @@ class Obj:
             spec=_plain(body.get("spec") or {}),
             status=_plain(body.get("status") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
-            body=body,
+            body={"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": ref},
         )
+
+    def claim_body(self) -> dict[str, Any]:
+        """What the claims index reads (spec and name)."""
+        return {"spec": self.spec, "metadata": {"name": self.name, "namespace": self.namespace}}
 
     @property
     def ref(self) -> str:
@@ -170,78 +178,142 @@ def trigger_of(body: Mapping[str, Any]) -> tuple[Any, ...]:
     return (meta.get("generation"), *(annotations.get(a) for a in TRIGGER_ANNOTATIONS))
 
 
-class Wakers:
-    """One wake-up event per object uid."""
+@dataclass
+class _Entry:
+    reconciler: Reconciler
+    obj: Obj
+    trigger: tuple[Any, ...]
+    due: float | None = None
+    running: bool = False
+    rerun: bool = False
+    blocked: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
-        self._seen: dict[str, tuple[Any, ...]] = {}
 
-    def event(self, uid: str) -> asyncio.Event:
-        ev = self._events.get(uid)
-        if ev is None:
-            ev = self._events[uid] = asyncio.Event()
-        return ev
+class Scheduler:
+    """One loop for every object: a heap of due times, fed by watch events.
 
-    def observe(self, uid: str, body: Mapping[str, Any]) -> None:
+    Per object it keeps a lean snapshot (spec, status, annotations; no managedFields) instead of
+    a long-lived task holding the full body, so a thousand objects cost little memory. Work on one
+    object is never concurrent: a change during a reconcile reruns it right after.
+    """
+
+    def __init__(self, ctx: Context, concurrency: int = 50, clock: Callable[[], float] | None = None) -> None:
+        self.ctx = ctx
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self._changed = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._failures: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def observe(self, reconciler: Reconciler, body: Mapping[str, Any]) -> None:
+        """A watch event: refresh the snapshot; a new object or a new trigger runs it now."""
+        obj = Obj.from_body(reconciler.kind, body)
         trig = trigger_of(body)
-        if self._seen.get(uid) != trig:
-            first = uid not in self._seen
-            self._seen[uid] = trig
-            if not first:
-                self.event(uid).set()
+        entry = self._entries.get(obj.uid)
+        if entry is None:
+            entry = self._entries[obj.uid] = _Entry(reconciler, obj, trig)
+            entry.idle.set()
+            self._schedule(entry, 0.0)
+            return
+        entry.obj = obj
+        if trig != entry.trigger:
+            entry.trigger = trig
+            if entry.running:
+                entry.rerun = True
+            else:
+                self._schedule(entry, 0.0)
 
     def forget(self, uid: str) -> None:
-        self._events.pop(uid, None)
-        self._seen.pop(uid, None)
+        self._entries.pop(uid, None)
+        self._failures.pop(uid, None)
 
+    async def hold(self, uid: str) -> None:
+        """Stop scheduling ``uid`` and wait for a reconcile in flight (before finalizing it)."""
+        entry = self._entries.get(uid)
+        if entry is not None:
+            entry.blocked = True
+            await entry.idle.wait()
 
-async def run_loop(
-    reconciler: Reconciler,
-    ctx: Context,
-    body: Mapping[str, Any],
-    stopped: Callable[[], bool],
-    stop_waiter: Callable[[], Awaitable[Any]],
-    wakers: Wakers,
-) -> None:
-    """Reconcile one object until it is deleted or the operator stops."""
-    obj = Obj.from_body(reconciler.kind, body)
-    wake = wakers.event(obj.uid)
-    failures = 0
-    while not stopped():
-        wake.clear()
-        obj = Obj.from_body(reconciler.kind, body)
-        if obj.deleting:
+    def _schedule(self, entry: _Entry, delay: float) -> None:
+        due = self._clock() + delay
+        if entry.due is not None and entry.due <= due:
             return
-        delay: float | None
+        entry.due = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, entry.obj.uid))
+        self._changed.set()
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now:
+                due, _, uid = heapq.heappop(self._heap)
+                entry = self._entries.get(uid)
+                if entry is None or entry.due != due:
+                    continue  # forgotten, or rescheduled earlier
+                entry.due = None
+                if entry.running or entry.blocked or entry.obj.deleting:
+                    continue
+                entry.running = True
+                entry.idle.clear()
+                task = asyncio.create_task(self._run_one(entry))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            timeout = max(0.0, self._heap[0][0] - self._clock()) if self._heap else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _run_one(self, entry: _Entry) -> None:
+        delay: float | None = None
         try:
-            outcome = await reconciler.reconcile(obj)
-            await ctx.write_status(obj, outcome.status)
+            async with self._slots:
+                delay = await self._reconcile(entry)
+        finally:
+            entry.running = False
+            entry.idle.set()
+            if entry.obj.uid in self._entries and not entry.blocked:
+                if entry.rerun:
+                    entry.rerun = False
+                    self._schedule(entry, 0.0)
+                elif delay is not None:
+                    self._schedule(entry, delay)
+
+    async def _reconcile(self, entry: _Entry) -> float | None:
+        obj = entry.obj
+        uid = obj.uid
+        try:
+            outcome = await entry.reconciler.reconcile(obj)
+            await self.ctx.write_status(obj, outcome.status)
             for ev in outcome.events:
-                ctx.emit(obj, ev)
-            delay = outcome.requeue_after
-            failures = 0
+                self.ctx.emit(obj, ev)
+            self._failures.pop(uid, None)
+            return outcome.requeue_after
         except asyncio.CancelledError:
             raise
         except KubeError as exc:
-            failures += 1
-            delay = min(300.0, 2.0 * 2**failures)
+            failures = self._failures[uid] = self._failures.get(uid, 0) + 1
+            delay = min(300.0, 2.0 * 2.0**failures)
             log.warning(
                 "%s %s: status not written (%s); retrying in %.0fs", obj.kind.kind, obj.ref, exc, delay
             )
+            return delay
         except Exception:
-            failures += 1
-            delay = min(300.0, 2.0 * 2**failures)
+            failures = self._failures[uid] = self._failures.get(uid, 0) + 1
+            delay = min(300.0, 2.0 * 2.0**failures)
             log.exception(
                 "%s %s: reconcile failed unexpectedly; retrying in %.0fs", obj.kind.kind, obj.ref, delay
             )
-        await _sleep(wake, stop_waiter, delay)
+            return delay
 
-
-async def _sleep(wake: asyncio.Event, stop_waiter: Callable[[], Awaitable[Any]], delay: float | None) -> None:
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop_waiter())]
-    try:
-        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -23,6 +23,8 @@ class OperatorOptions:
     verbose: bool = False
     #: Vendor calls in flight at once across all objects (a 2-core pod must not open thousands).
     vendor_concurrency: int = 50
+    #: Objects whose watch events are processed at once (memory stays flat through bursts).
+    worker_limit: int | None = None
     #: Harness GraphQL requests per window per account, shared by every resource of the operator.
     harness_rate: int = 30
     harness_window: float = 60.0
@@ -49,5 +51,6 @@ def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    # A daemon must stop promptly when its object is deleted or the operator exits.
+    # Bound the per-object workers: a burst of a thousand events then costs queue slots, not memory.
+    settings.queueing.worker_limit = options.worker_limit
     settings.execution.max_workers = 4

@@ -85,6 +85,16 @@ class Operator:
 
 
 @pytest.fixture(scope="session")
+def sim_server() -> Iterator[SimulatorServer]:
+    """The cluster tier's own simulators: the operator outlives each test, so keep it apart from the sim tier."""
+    from cleanup_operator.testing.simulators import build_server
+
+    server = build_server().start_in_thread()
+    yield server
+    server.stop_thread()
+
+
+@pytest.fixture(scope="session")
 def operator(
     control_plane: ControlPlane, sim_server: SimulatorServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:

@@ -1,46 +1,138 @@
-"""The per-object loop's bookkeeping: what wakes it, and what it writes."""
+"""The scheduler's bookkeeping: what runs an object, when, and never twice at once."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from cleanup_operator.runtime import Wakers, jittered, trigger_of
+from cleanup_operator.api.cleanup_policy import CLEANUP_POLICY
+from cleanup_operator.runtime import Obj, Outcome, Scheduler, jittered, trigger_of
 
 
 def body(
-    generation: int, annotations: dict[str, str] | None = None, status: dict[str, Any] | None = None
+    uid: str, generation: int, annotations: dict[str, str] | None = None, status: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     return {
-        "metadata": {"uid": "u1", "generation": generation, "annotations": annotations or {}},
+        "apiVersion": "cleanup.artifacts.dev/v1alpha1",
+        "kind": "CleanupPolicy",
+        "metadata": {
+            "uid": uid,
+            "name": uid,
+            "namespace": "ns",
+            "generation": generation,
+            "annotations": annotations or {},
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"interval": "10m"},
         "status": status or {},
     }
 
 
-async def test_status_only_changes_do_not_wake() -> None:
-    wakers = Wakers()
-    wakers.observe("u1", body(1))
-    ev = wakers.event("u1")
-    wakers.observe("u1", body(1, status={"phase": "Running"}))
-    wakers.observe("u1", body(1, {"kopf.zalando.org/last-handled-configuration": "x"}))
-    assert not ev.is_set()
+class Recorder:
+    kind = CLEANUP_POLICY
+
+    def __init__(self, requeue: float | None = None, hold: float = 0.0) -> None:
+        self.seen: list[tuple[str, int | None]] = []
+        self.active = 0
+        self.max_active = 0
+        self.requeue = requeue
+        self.hold = hold
+
+    async def reconcile(self, obj: Obj) -> Outcome:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.seen.append((obj.uid, obj.generation))
+        await asyncio.sleep(self.hold)
+        self.active -= 1
+        return Outcome(dict(obj.status), self.requeue)
+
+    async def finalize(self, obj: Obj) -> Outcome | None:
+        return None
 
 
-async def test_generation_and_request_annotations_wake() -> None:
-    wakers = Wakers()
-    wakers.observe("u1", body(1))
-    ev = wakers.event("u1")
-    wakers.observe("u1", body(2))
-    assert ev.is_set()
-    ev.clear()
-    wakers.observe("u1", body(2, {"cleanup.artifacts.dev/requested-at": "now"}))
-    assert ev.is_set()
-    ev.clear()
-    wakers.observe("u1", body(2, {"cleanup.artifacts.dev/requested-at": "now"}))
-    assert not ev.is_set()
-    wakers.forget("u1")
-    assert trigger_of(body(3)) == (3, None, None, None)
-    await asyncio.sleep(0)
+class NoKube:
+    """A context whose status writes must never happen (status is unchanged in these tests)."""
+
+    def __init__(self) -> None:
+        self.emitted: list[Any] = []
+
+    async def write_status(self, obj: Obj, desired: dict[str, Any]) -> bool:
+        assert desired == obj.status, "status changed unexpectedly"
+        return False
+
+    def emit(self, obj: Obj, event: Any) -> None:
+        self.emitted.append(event)
+
+
+async def test_new_objects_run_once_and_status_only_events_do_not_rerun() -> None:
+    rec = Recorder()
+    sched = Scheduler(NoKube())  # type: ignore[arg-type]
+    sched.observe(rec, body("a", 1))
+    sched.observe(rec, body("b", 1))
+    task = asyncio.create_task(sched.run())
+    await asyncio.sleep(0.05)
+    sched.observe(rec, body("a", 1, status={"phase": "x"}))  # our own status patch
+    sched.observe(rec, body("a", 1, {"cleanup.artifacts.dev/kopf-managed": "yes"}))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert sorted(rec.seen) == [("a", 1), ("b", 1)]
+
+
+async def test_generation_and_requested_at_rerun() -> None:
+    rec = Recorder()
+    sched = Scheduler(NoKube())  # type: ignore[arg-type]
+    sched.observe(rec, body("a", 1))
+    task = asyncio.create_task(sched.run())
+    await asyncio.sleep(0.02)
+    sched.observe(rec, body("a", 2))
+    await asyncio.sleep(0.02)
+    sched.observe(rec, body("a", 2, {"cleanup.artifacts.dev/requested-at": "now"}))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert rec.seen == [("a", 1), ("a", 2), ("a", 2)]
+
+
+async def test_change_during_a_reconcile_reruns_after_it_never_concurrently() -> None:
+    rec = Recorder(hold=0.05)
+    sched = Scheduler(NoKube())  # type: ignore[arg-type]
+    sched.observe(rec, body("a", 1))
+    task = asyncio.create_task(sched.run())
+    await asyncio.sleep(0.01)
+    sched.observe(rec, body("a", 2))
+    sched.observe(rec, body("a", 3))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert rec.max_active == 1
+    assert rec.seen == [("a", 1), ("a", 3)]
+
+
+async def test_requeue_after_and_hold() -> None:
+    rec = Recorder(requeue=0.03)
+    sched = Scheduler(NoKube())  # type: ignore[arg-type]
+    sched.observe(rec, body("a", 1))
+    task = asyncio.create_task(sched.run())
+    await asyncio.sleep(0.1)
+    runs = len(rec.seen)
+    assert runs >= 3
+    await sched.hold("a")
+    await asyncio.sleep(0.1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert len(rec.seen) <= runs + 1
+
+
+async def test_snapshot_is_lean() -> None:
+    obj = Obj.from_body(CLEANUP_POLICY, body("a", 1))
+    assert "managedFields" not in str(obj.body)
+    assert obj.body["metadata"] == {"name": "a", "namespace": "ns", "uid": "a"}
+
+
+def test_trigger_ignores_status() -> None:
+    assert trigger_of(body("a", 3)) == trigger_of(body("a", 3, status={"x": 1}))
+    assert trigger_of(body("a", 3)) != trigger_of(body("a", 3, {"cleanup.artifacts.dev/adopt": "true"}))
 
 
 def test_jitter_stays_within_ten_percent() -> None:

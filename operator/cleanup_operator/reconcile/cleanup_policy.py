@@ -148,7 +148,7 @@ class CleanupPolicyReconciler:
             b.observe()
             return Outcome(b.result(), None)
 
-        claim = self.claim_key(obj.body) if obj.body is not None else None
+        claim = self.claim_key(obj.claim_body())
         owner = claim_owner(self.ctx, self.kind.plural, claim) if claim else None
         if owner is not None and owner[2] != obj.uid:
             b.stalled(

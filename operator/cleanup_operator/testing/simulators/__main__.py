@@ -38,7 +38,11 @@ def seed_demo(server: SimulatorServer) -> None:
         workflow="build",
         task="package",
         cube="publish",
-        artifacts=[("dist/web.tar.gz", "success"), ("dist/web.sbom.json", "success"), ("reports/e2e.xml", "missing")],
+        artifacts=[
+            ("dist/web.tar.gz", "success"),
+            ("dist/web.sbom.json", "success"),
+            ("reports/e2e.xml", "missing"),
+        ],
         processing_seconds=8,
         created_at=time.time(),
     )
