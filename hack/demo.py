@@ -24,8 +24,12 @@ NS = "demo"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
-    parser.add_argument("--port", type=int, default=18080, help="simulator port (examples/ use 18080)")
+    parser.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=18080, help="simulator port (examples/ say 18080; 0: any free port)"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
@@ -40,24 +44,41 @@ def main() -> int:
         cp.start()
         cp.install_crds()
         print(f"   KUBECONFIG={cp.kubeconfig}")
-        print(f"== vendor simulators on http://127.0.0.1:{args.port} (JFrog /jfrog, Harness /harness, SourceCraft /sourcecraft)")
+        print(
+            f"== vendor simulators on http://127.0.0.1:{args.port} (JFrog /jfrog, Harness /harness, SourceCraft /sourcecraft)"
+        )
         server.start_in_thread()
         print(f"== operator (logs in {workdir / 'operator.log'})")
         with open(workdir / "operator.log", "wb") as log:
             operator = subprocess.Popen(
-                [sys.executable, "-m", "cleanup_operator", "--namespace", NS], env=cp.env(), stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "cleanup_operator", "--namespace", NS],
+                env=cp.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         cp.kubectl("create", "namespace", NS)
         print("== kubectl apply -f examples/")
-        print(cp.kubectl("apply", "-n", NS, "-f", str(ROOT / "examples")).stdout)
+        manifests = "\n---\n".join(p.read_text() for p in sorted((ROOT / "examples").glob("*.yaml")))
+        manifests = manifests.replace("127.0.0.1:18080", f"127.0.0.1:{server.port}")
+        print(cp.kubectl("apply", "-n", NS, "-f", "-", input=manifests).stdout)
         started = time.monotonic()
         requested = False
         while not args.duration or time.monotonic() - started < args.duration:
             print(f"--- t+{time.monotonic() - started:4.0f}s   kubectl get cleanup -n {NS}")
             print(cp.kubectl("get", "cleanup", "-n", NS).stdout, flush=True)
             if not requested and _ready(cp, "cleanuppolicy", "docker-stale"):
-                print("== asking for a dry run: kubectl annotate cleanuppolicy docker-stale cleanup.artifacts.dev/requested-at=...")
-                cp.kubectl("annotate", "--overwrite", "-n", NS, "cleanuppolicy", "docker-stale", f"cleanup.artifacts.dev/requested-at={int(time.time())}")
+                print(
+                    "== asking for a dry run: kubectl annotate cleanuppolicy docker-stale cleanup.artifacts.dev/requested-at=..."
+                )
+                cp.kubectl(
+                    "annotate",
+                    "--overwrite",
+                    "-n",
+                    NS,
+                    "cleanuppolicy",
+                    "docker-stale",
+                    f"cleanup.artifacts.dev/requested-at={int(time.time())}",
+                )
                 requested = True
             time.sleep(3)
         print(cp.kubectl("describe", "-n", NS, "cleanuppolicy", "docker-stale").stdout)

@@ -18,8 +18,10 @@ export CGO_ENABLED=0
 
 log() { echo "[tools] $*" >&2; }
 
-has_version() { # binary, expected substring
-  [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q -- "$2"
+has_version() { # binary, expected substring (helm says `helm version`, the others `--version`)
+  [ -x "$1" ] || return 1
+  if [ "$(basename "$1")" = helm ]; then "$1" version --short 2>/dev/null | grep -q -- "$2"
+  else "$1" --version 2>/dev/null | grep -q -- "$2"; fi
 }
 
 build_kube_apiserver() {

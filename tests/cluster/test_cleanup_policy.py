@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -415,3 +416,106 @@ def test_observe_only_never_writes_and_reports_differences(
     kube.wait_gone(PLURAL, name)
     assert {c[0] for c in calls(sim, name)} == {"GET"}
     assert jfrog(sim).policy(name)["description"] == "managed elsewhere"
+
+
+@pytest.fixture
+def isolated(control_plane: Any, tmp_path: Any) -> Any:
+    """A namespace outside the session operator's pattern, with an operator of its own."""
+    from .conftest import Operator
+
+    ns = f"iso-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", ns)
+    op = Operator(control_plane, tmp_path / "operator.log", "--namespace", ns)
+    yield Kube(control_plane, ns), op
+    op.stop()
+    control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _crash_after_marker(kube: Kube, name: str, requested: str, started_at: str) -> None:
+    """What status looks like when the operator died after recording a request, before the run id."""
+    patch = {
+        "status": {
+            "lastRun": {
+                "requestedAt": requested,
+                "dryRun": True,
+                "state": "Starting",
+                "startedAt": started_at,
+            }
+        }
+    }
+    kube.kubectl(
+        "patch",
+        "-n",
+        kube.ns,
+        f"{PLURAL}.cleanup.artifacts.dev",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )
+    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": requested})
+
+
+def test_crash_after_run_started_finds_it_instead_of_starting_another(
+    isolated: Any, sim: SimulatorServer
+) -> None:
+    kube, op = isolated
+    kube.secret("jfrog", token="test-token")
+    name = unique("crash")
+    op.start()
+    kube.apply(policy(sim, name, interval="10m"))
+    kube.wait_for(PLURAL, name, ready, what="Ready")
+    op.stop()
+    # The run did start in Artifactory just before the crash.
+    marker = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+    run_id = jfrog(sim).set_running(name, seconds=1.0, dry_run=True)
+    _crash_after_marker(kube, name, "after-crash", marker)
+    op.start()
+    obj = kube.wait_for(
+        PLURAL,
+        name,
+        lambda o: (
+            (o["status"].get("lastRun") or {}).get("runId") == run_id
+            and o["status"]["lastRun"].get("state") == "Succeeded"
+        ),
+        what="found run",
+    )
+    assert obj["status"]["lastHandledRequestedAt"] == "after-crash"
+    assert not sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$"), "started a second run"
+
+
+def test_crash_before_run_started_starts_it_once(isolated: Any, sim: SimulatorServer) -> None:
+    kube, op = isolated
+    kube.secret("jfrog", token="test-token")
+    name = unique("crash2")
+    op.start()
+    kube.apply(policy(sim, name, interval="10m"))
+    kube.wait_for(PLURAL, name, ready, what="Ready")
+    op.stop()
+    _crash_after_marker(kube, name, "never-started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    op.start()
+    kube.wait_for(
+        PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Succeeded", what="run"
+    )
+    assert len(sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")) == 1
+
+
+def test_delete_stops_a_running_run_first(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+    name = unique("stoprun")
+    jfrog(sim).run_duration = 30.0
+    kube.apply(policy(sim, name, interval="10m"))
+    kube.wait_for(PLURAL, name, ready, what="Ready")
+    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "long"})
+    kube.wait_for(
+        PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Running", what="running"
+    )
+    kube.delete(PLURAL, name)
+    kube.wait_gone(PLURAL, name)
+    methods = [
+        (c.method, c.path.rsplit("/", 2)[-2])
+        for c in sim.calls.calls(vendor="jfrog")
+        if c.method in ("PUT", "DELETE") and ("/runs/" in c.path or c.path.endswith(f"/{name}"))
+    ]
+    assert methods[-2:] == [("PUT", "runs"), ("DELETE", "policies")], methods
+    assert jfrog(sim).policy(name) is None

@@ -310,11 +310,15 @@ class CleanupPolicyReconciler:
         last: dict[str, Any] = dict(b.get("lastRun") or {})
         requested = obj.annotations.get(REQUESTED_AT)
         if requested and requested != b.get("lastHandledRequestedAt"):
+            found = None
             if last.get("state") == "Starting" and last.get("requestedAt") == requested:
+                # Crashed (or refused) between recording the request and recording the run id:
+                # look for the run before starting one, so that one request makes one run.
                 found = await self._find_started_run(client, key, last)
                 if found is not None:
                     last.update(found)
-            else:
+                    events.append(Event("Normal", "RunFound", f"found run {found['runId']} of policy {key}"))
+            if found is None:
                 dry = spec.on_demand_run.dry_run
                 if not current.enabled:
                     last = {
@@ -328,9 +332,10 @@ class CleanupPolicyReconciler:
                     b["lastHandledRequestedAt"] = requested
                     events.append(Event("Warning", "RunRefused", last["message"]))
                     return None
-                last = {"requestedAt": requested, "dryRun": dry, "state": "Starting", "startedAt": iso()}
-                b["lastRun"] = last
-                await self.ctx.write_status(obj, b.result())
+                if last.get("state") != "Starting" or last.get("requestedAt") != requested:
+                    last = {"requestedAt": requested, "dryRun": dry, "state": "Starting", "startedAt": iso()}
+                    b["lastRun"] = last
+                    await self.ctx.write_status(obj, b.result())
                 run_id = await client.run_policy(key, dry_run=dry)
                 last = {**last, "runId": run_id, "state": "Running"}
                 kind = "dry run" if dry else "run"
