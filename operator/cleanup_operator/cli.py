@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
     )
     parser.add_argument("--vendor-concurrency", type=int, default=50, help="vendor calls in flight at once")
     parser.add_argument(
-        "--harness-rate", type=int, default=30, help="Harness requests per window per account"
+        "--harness-rate", type=int, default=28, help="Harness requests per window per account (Harness allows 30/min)"
     )
     parser.add_argument(
         "--harness-window", type=float, default=60.0, help="Harness rate-limit window in seconds"

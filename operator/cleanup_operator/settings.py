@@ -26,7 +26,7 @@ class OperatorOptions:
     #: Objects whose watch events are processed at once (memory stays flat through bursts).
     worker_limit: int | None = None
     #: Harness GraphQL requests per window per account, shared by every resource of the operator.
-    harness_rate: int = 30
+    harness_rate: int = 28  # Harness documents 30 per minute; keep a margin for network delay
     harness_window: float = 60.0
 
 

@@ -299,6 +299,9 @@ def test_bad_credentials_stall_naming_the_secret_not_its_value(
     assert "wrong-token-value-1234" not in str(obj)
     assert all("wrong-token-value-1234" not in e.get("message", "") for e in kube.events(name))
     assert "wrong-token-value-1234" not in operator.logs()
+    time.sleep(5)  # more intervals of 2s while stalled: one event for the transition, not one per retry
+    auth_events = [e for e in kube.events(name) if e["reason"] == "AuthenticationFailed"]
+    assert sum(e.get("count", 1) for e in auth_events) == 1, auth_events
     # rotate the Secret: the operator recovers by itself
     kube.secret("jfrog", token="test-token")
     kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "retry"})
@@ -519,3 +522,18 @@ def test_delete_stops_a_running_run_first(kube: Kube, sim: SimulatorServer, secr
     ]
     assert methods[-2:] == [("PUT", "runs"), ("DELETE", "policies")], methods
     assert jfrog(sim).policy(name) is None
+
+
+def test_suspend_stops_all_vendor_calls(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+    name = unique("suspended")
+    kube.apply(policy(sim, name, suspend=True))
+    obj = kube.wait_for(
+        PLURAL, name, lambda o: o.get("status", {}).get("observedGeneration") == 1, what="observed"
+    )
+    assert condition(obj, "Reconciling")["reason"] == "Suspended"
+    time.sleep(3)
+    assert not calls(sim, name)
+    assert jfrog(sim).policy(name) is None
+    kube.apply(policy(sim, name, suspend=False))
+    kube.wait_for(PLURAL, name, ready, what="Ready after resume")
+    assert jfrog(sim).policy(name) is not None

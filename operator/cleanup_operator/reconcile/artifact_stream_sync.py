@@ -25,7 +25,7 @@ from ..schedule import Cron
 from ..vendors import harness, sourcecraft
 from ..vendors.errors import AuthError, RateLimitedError, VendorError
 from ..vendors.http import ClientOptions
-from .common import InvalidSpec, failure_outcome, invalid_spec_outcome, parse_spec
+from .common import InvalidSpec, failure_outcome, invalid_spec_outcome, parse_spec, was_stalled_with
 from .conditions import BACKOFF, StatusBuilder, iso, now
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class ArtifactStreamSyncReconciler:
                 self.ctx.credentials.forget(obj.namespace, secret_name)
             failure, retry = failure_outcome(b, exc, attempt, secret=f"{obj.namespace}/{secret_name}")
             b["lastAttemptAt"] = iso() if failure.stalled else b.get("lastAttemptAt")
-            if failure.stalled and not _stalled_with(obj, failure.reason):
+            if failure.stalled and not was_stalled_with(obj, failure.reason):
                 events.append(Event("Warning", failure.reason, failure.message))
             b.observe()
             return Outcome(
@@ -298,13 +298,6 @@ def _dates(artifact: Any) -> dict[str, Any]:
             camel = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
             out[camel] = value if isinstance(value, str) else iso(value)
     return out
-
-
-def _stalled_with(obj: Obj, reason: str) -> bool:
-    for cond in obj.status.get("conditions") or []:
-        if cond.get("type") == "Stalled" and cond.get("status") == "True" and cond.get("reason") == reason:
-            return True
-    return False
 
 
 def _synced_now(obj: Obj, b: StatusBuilder) -> Obj:

@@ -32,6 +32,7 @@ from .common import (
     jfrog_claim_url,
     jfrog_client,
     parse_spec,
+    was_stalled_with,
 )
 from .conditions import BACKOFF, StatusBuilder, iso
 
@@ -178,7 +179,7 @@ class CleanupPolicyReconciler:
                 b, exc, attempt, secret=f"{obj.namespace}/{spec.connection.secret_ref.name}"
             )
             b.observe()
-            if failure.stalled and b.get("stalledEvent") != failure.reason:
+            if failure.stalled and not was_stalled_with(obj, failure.reason):
                 events.append(Event("Warning", failure.reason, failure.message))
             return Outcome(b.result(), retry if retry is not None else interval_of(spec.interval), events)
         self._failures.pop(obj.uid, None)

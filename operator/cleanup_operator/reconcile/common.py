@@ -72,3 +72,11 @@ def failure_outcome(
 
 def interval_of(text: str) -> float:
     return jittered(parse_duration(text))
+
+
+def was_stalled_with(obj: Obj, reason: str) -> bool:
+    """Whether the object already shows Stalled for ``reason`` (post an event only on the transition)."""
+    return any(
+        c.get("type") == "Stalled" and c.get("status") == "True" and c.get("reason") == reason
+        for c in obj.status.get("conditions") or []
+    )

@@ -32,6 +32,7 @@ from .common import (
     jfrog_claim_url,
     jfrog_client,
     parse_spec,
+    was_stalled_with,
 )
 from .conditions import StatusBuilder, iso, now
 
@@ -171,7 +172,7 @@ class StoragePruneReconciler:
             failure, retry = failure_outcome(
                 b, exc, attempt, secret=f"{obj.namespace}/{spec.connection.secret_ref.name}", keep_ready=True
             )
-            if failure.stalled:
+            if failure.stalled and not was_stalled_with(obj, failure.reason):
                 events.append(Event("Warning", failure.reason, failure.message))
             b.observe()
             return Outcome(b.result(), retry if retry is not None else poll, events)
