@@ -42,7 +42,10 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
     )
     parser.add_argument("--vendor-concurrency", type=int, default=50, help="vendor calls in flight at once")
     parser.add_argument(
-        "--harness-rate", type=int, default=28, help="Harness requests per window per account (Harness allows 30/min)"
+        "--harness-rate",
+        type=int,
+        default=28,
+        help="Harness requests per window per account (Harness allows 30/min)",
     )
     parser.add_argument(
         "--harness-window", type=float, default=60.0, help="Harness rate-limit window in seconds"

@@ -21,7 +21,7 @@ import yaml
 from cleanup_operator.testing.controlplane import ControlPlane, ControlPlaneError
 
 if TYPE_CHECKING:
-    from cleanup_operator.testing.simulators import SimulatorServer
+    from cleanup_operator.testing.simulators import JFrogSimulator, SimulatorServer
 
 GROUP = "cleanup.artifacts.dev"
 VERSION = "v1alpha1"
@@ -218,3 +218,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     outcome = yield
     rep = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{rep.when}", rep)
+
+
+def jfrog(sim: SimulatorServer) -> JFrogSimulator:
+    from cleanup_operator.testing.simulators import JFrogSimulator
+
+    s = sim.simulator("jfrog")
+    assert isinstance(s, JFrogSimulator)
+    return s
+
+
+@pytest.fixture
+def isolated(control_plane: ControlPlane, tmp_path: Path) -> Iterator[tuple[Kube, Operator]]:
+    """A namespace outside the session operator's pattern, with an operator of its own (not started)."""
+    ns = f"iso-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", ns)
+    op = Operator(control_plane, tmp_path / "operator.log", "--namespace", ns)
+    yield Kube(control_plane, ns), op
+    op.stop()
+    control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)

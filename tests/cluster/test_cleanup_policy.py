@@ -9,17 +9,11 @@ from typing import Any
 
 import pytest
 
-from cleanup_operator.testing.simulators import Fault, JFrogSimulator, SimulatorServer
+from cleanup_operator.testing.simulators import Fault, SimulatorServer
 
-from .conftest import Kube, condition, is_true
+from .conftest import Kube, condition, is_true, jfrog
 
 PLURAL = "cleanuppolicies"
-
-
-def jfrog(sim: SimulatorServer) -> JFrogSimulator:
-    s = sim.simulator("jfrog")
-    assert isinstance(s, JFrogSimulator)
-    return s
 
 
 def policy(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
@@ -419,19 +413,6 @@ def test_observe_only_never_writes_and_reports_differences(
     kube.wait_gone(PLURAL, name)
     assert {c[0] for c in calls(sim, name)} == {"GET"}
     assert jfrog(sim).policy(name)["description"] == "managed elsewhere"
-
-
-@pytest.fixture
-def isolated(control_plane: Any, tmp_path: Any) -> Any:
-    """A namespace outside the session operator's pattern, with an operator of its own."""
-    from .conftest import Operator
-
-    ns = f"iso-{uuid.uuid4().hex[:8]}"
-    control_plane.kubectl("create", "namespace", ns)
-    op = Operator(control_plane, tmp_path / "operator.log", "--namespace", ns)
-    yield Kube(control_plane, ns), op
-    op.stop()
-    control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def _crash_after_marker(kube: Kube, name: str, requested: str, started_at: str) -> None:

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cleanup_operator.testing.controlplane import ControlPlane
 from cleanup_operator.testing.simulators import Fault, JFrogSimulator, SimulatorServer
 
-from .conftest import Kube, Operator, condition, is_true
+from .conftest import Kube, Operator, condition, is_true, jfrog
 
 PLURAL = "storageprunes"
-
-
-def jfrog(sim: SimulatorServer) -> JFrogSimulator:
-    s = sim.simulator("jfrog")
-    assert isinstance(s, JFrogSimulator)
-    return s
 
 
 def prune(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
@@ -270,17 +260,6 @@ def test_schedule_tick_starts_a_prune(kube: Kube, sim: SimulatorServer, fast: JF
     assert obj["status"]["runStartedFor"].startswith("schedule:")
     assert obj["status"]["lastScheduleTime"]
     assert starts(sim) == 1
-
-
-@pytest.fixture
-def isolated(control_plane: ControlPlane, tmp_path: Path) -> Iterator[tuple[Kube, Operator]]:
-    """A namespace outside the session operator's pattern, with an operator of its own."""
-    ns = f"iso-{uuid.uuid4().hex[:8]}"
-    control_plane.kubectl("create", "namespace", ns)
-    op = Operator(control_plane, tmp_path / "operator.log", "--namespace", ns)
-    yield Kube(control_plane, ns), op
-    op.stop()
-    control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def test_operator_killed_mid_prune_resumes_without_second_start(

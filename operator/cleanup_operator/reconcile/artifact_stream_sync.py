@@ -26,22 +26,13 @@ from ..vendors import harness, sourcecraft
 from ..vendors.errors import AuthError, RateLimitedError, VendorError
 from ..vendors.http import ClientOptions
 from .common import InvalidSpec, failure_outcome, invalid_spec_outcome, parse_spec, was_stalled_with
-from .conditions import BACKOFF, StatusBuilder, iso, now
+from .conditions import BACKOFF, StatusBuilder, iso, now, parse_time
 
 log = logging.getLogger(__name__)
 
 MAX_ARTIFACTS = 100
 PERMANENT = ("Unsupported", "NotFound")
 ARTIFACTS_MISSING = "ArtifactsMissing"
-
-
-def _parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class ArtifactStreamSyncReconciler:
@@ -58,7 +49,7 @@ class ArtifactStreamSyncReconciler:
         requested = obj.annotations.get(REQUESTED_AT)
         if requested and requested != b.get("lastHandledRequestedAt"):
             return True, 0.0
-        last = _parse_time(b.get("lastSyncedAt") or b.get("lastAttemptAt"))
+        last = parse_time(b.get("lastSyncedAt") or b.get("lastAttemptAt"))
         if last is None:
             return True, 0.0
         if spec.schedule:

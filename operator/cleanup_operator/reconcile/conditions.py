@@ -38,6 +38,17 @@ def iso(t: dt.datetime | None = None) -> str:
     return (t or now()).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def parse_time(text: str | None) -> dt.datetime | None:
+    """An RFC 3339 time from status (zone-less means UTC), or None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True)
 class Failure:
     """What an error means for the resource."""

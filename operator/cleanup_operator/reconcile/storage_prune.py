@@ -34,7 +34,7 @@ from .common import (
     parse_spec,
     was_stalled_with,
 )
-from .conditions import StatusBuilder, iso, now
+from .conditions import StatusBuilder, iso, now, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,6 @@ def human_bytes(n: int) -> str:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
-
-
-def _parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def progress_fields(status: jfrog.PruneStatus) -> dict[str, Any]:
@@ -137,7 +127,7 @@ class StoragePruneReconciler:
             return None
         if spec.schedule:
             cron = Cron.parse(spec.schedule)
-            since = _parse_time(b.get("lastScheduleTime")) or _parse_time(obj.created) or now()
+            since = parse_time(b.get("lastScheduleTime")) or parse_time(obj.created) or now()
             tick = cron.last_due(since, now())
             if tick is not None:
                 return f"schedule:{iso(tick)}", {"lastScheduleTime": iso(tick)}
@@ -149,7 +139,7 @@ class StoragePruneReconciler:
     def next_tick_delay(self, obj: Obj, spec: StoragePruneSpec, b: StatusBuilder) -> float | None:
         if not spec.schedule or spec.suspend:
             return None
-        since = _parse_time(b.get("lastScheduleTime")) or _parse_time(obj.created) or now()
+        since = parse_time(b.get("lastScheduleTime")) or parse_time(obj.created) or now()
         tick = Cron.parse(spec.schedule).next_after(max(since, now() - dt.timedelta(minutes=1)))
         return max(1.0, (tick - now()).total_seconds() + 0.5)
 
@@ -305,7 +295,7 @@ class StoragePruneReconciler:
         client: jfrog.JFrogClient,
     ) -> float | None:
         if b.get("phase") == "Pending":
-            since = _parse_time(b.get("pendingSince"))
+            since = parse_time(b.get("pendingSince"))
             started = vendor.timing.started_at_millis if vendor is not None and vendor.timing else None
             ours = (
                 vendor is not None
