@@ -244,7 +244,7 @@ def check_deployment(docs: list[dict[str, Any]], release_ns: str, watched: list[
     assert sc["runAsNonRoot"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container["resources"]["limits"]["memory"] == "320Mi"
+    assert container["resources"]["limits"]["memory"] == "192Mi"
     assert container["resources"]["requests"]["memory"]
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 
