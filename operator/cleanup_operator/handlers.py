@@ -60,9 +60,9 @@ class OperatorState:
                 events=self._post_event,
                 vendor_concurrency=self.options.vendor_concurrency,
                 harness_limit=(self.options.harness_rate, self.options.harness_window),
+                metrics=self.metrics,
             )
-            self._ctx.indexes = self.indexes  # type: ignore[attr-defined]
-            self._ctx.metrics = self.metrics  # type: ignore[attr-defined]
+            self._ctx.indexes = self.indexes
         return self._ctx
 
     def scheduler(self) -> Scheduler:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from .api.common import ADOPT, FORCE_DELETE, REQUESTED_AT, KindInfo
 from .credentials import Credentials, fingerprint
 from .kube import KubeAPI, KubeError
+from .observability import Metrics
 from .reconcile.conditions import StatusBuilder, status_patch
 from .vendors.http import ClientOptions, ClientPool, RateLimiters
 
@@ -137,6 +138,7 @@ class Context:
         pool: ClientPool | None = None,
         vendor_concurrency: int = 50,
         harness_limit: tuple[int, float] = (30, 60.0),
+        metrics: Metrics | None = None,
     ) -> None:
         self.kube = kube
         self.credentials = Credentials(kube)
@@ -145,6 +147,9 @@ class Context:
         self.harness_limiters = RateLimiters(*harness_limit)
         self.emit = events
         self.locks: dict[str, asyncio.Lock] = {}
+        #: Kopf's claims indexes by plural (filled by the wiring): who claims which vendor object.
+        self.indexes: dict[str, Any] = {}
+        self.metrics = metrics or Metrics()
 
     def client_for(self, opts: ClientOptions) -> Any:
         return self.pool.get(fingerprint(opts), opts)
@@ -289,16 +294,21 @@ class Scheduler:
     async def _reconcile(self, entry: _Entry) -> float | None:
         obj = entry.obj
         uid = obj.uid
+        kind = obj.kind.kind
         try:
             outcome = await entry.reconciler.reconcile(obj)
-            await self.ctx.write_status(obj, outcome.status)
+            patched = await self.ctx.write_status(obj, outcome.status)
             for ev in outcome.events:
                 self.ctx.emit(obj, ev)
             self._failures.pop(uid, None)
+            self.ctx.metrics.inc("cleanup_operator_reconciles_total", kind=kind, result="ok")
+            if patched:
+                self.ctx.metrics.inc("cleanup_operator_status_patches_total", kind=kind)
             return outcome.requeue_after
         except asyncio.CancelledError:
             raise
         except KubeError as exc:
+            self.ctx.metrics.inc("cleanup_operator_reconciles_total", kind=kind, result="status_error")
             failures = self._failures[uid] = self._failures.get(uid, 0) + 1
             delay = min(300.0, 2.0 * 2.0**failures)
             log.warning(
@@ -306,6 +316,7 @@ class Scheduler:
             )
             return delay
         except Exception:
+            self.ctx.metrics.inc("cleanup_operator_reconciles_total", kind=kind, result="error")
             failures = self._failures[uid] = self._failures.get(uid, 0) + 1
             delay = min(300.0, 2.0 * 2.0**failures)
             log.exception(

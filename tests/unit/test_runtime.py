@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from cleanup_operator.api.cleanup_policy import CLEANUP_POLICY
+from cleanup_operator.observability import Metrics
 from cleanup_operator.runtime import Obj, Outcome, Scheduler, jittered, trigger_of
 
 
@@ -55,6 +56,7 @@ class NoKube:
 
     def __init__(self) -> None:
         self.emitted: list[Any] = []
+        self.metrics = Metrics()
 
     async def write_status(self, obj: Obj, desired: dict[str, Any]) -> bool:
         assert desired == obj.status, "status changed unexpectedly"
@@ -77,6 +79,10 @@ async def test_new_objects_run_once_and_status_only_events_do_not_rerun() -> Non
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert sorted(rec.seen) == [("a", 1), ("b", 1)]
+    assert (
+        sched.ctx.metrics.value("cleanup_operator_reconciles_total", kind="CleanupPolicy", result="ok") == 2
+    )
+    assert "cleanup_operator_reconciles_total{" in sched.ctx.metrics.render()
 
 
 async def test_generation_and_requested_at_rerun() -> None:
@@ -139,3 +145,25 @@ def test_jitter_stays_within_ten_percent() -> None:
     values = [jittered(600.0) for _ in range(200)]
     assert min(values) >= 540.0 and max(values) <= 660.0
     assert len(set(values)) > 100
+
+
+async def test_metrics_endpoint_serves_prometheus_text() -> None:
+    import socket
+
+    import httpx
+
+    from cleanup_operator.observability import serve_metrics
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    metrics = Metrics()
+    metrics.inc("cleanup_operator_reconciles_total", kind="StoragePrune", result="ok")
+    runner = await serve_metrics(metrics, port, host="127.0.0.1")
+    try:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    finally:
+        await runner.cleanup()
+    assert "# TYPE cleanup_operator_reconciles_total counter" in text
+    assert 'cleanup_operator_reconciles_total{kind="StoragePrune",result="ok"} 1' in text

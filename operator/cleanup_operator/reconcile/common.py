@@ -29,7 +29,7 @@ def parse_spec(model: type[M], obj: Obj) -> M:
 
 def claim_owner(ctx: Context, plural: str, key: str) -> tuple[str, ...] | None:
     """The oldest object claiming ``key`` (creationTimestamp, then namespace/name): it alone may act."""
-    index = getattr(ctx, "indexes", {}).get(plural)
+    index = ctx.indexes.get(plural)
     if index is None or key not in index:
         return None
     values: list[tuple[str, ...]] = list(index[key])

@@ -101,7 +101,7 @@ class StoragePruneReconciler:
         uid = self._running.get(url)
         if uid and uid != obj.uid:
             return self._ref_of(url, uid) or "another StoragePrune"
-        index = getattr(self.ctx, "indexes", {}).get(self.kind.plural)
+        index = self.ctx.indexes.get(self.kind.plural)
         if index is not None and url in index:
             for value in index[url]:
                 if value[2] != obj.uid and len(value) > 4 and value[3] in ACTIVE and value[4] == "True":
@@ -109,7 +109,7 @@ class StoragePruneReconciler:
         return None
 
     def _ref_of(self, url: str, uid: str) -> str | None:
-        index = getattr(self.ctx, "indexes", {}).get(self.kind.plural)
+        index = self.ctx.indexes.get(self.kind.plural)
         if index is not None and url in index:
             for value in index[url]:
                 if value[2] == uid:
