@@ -59,6 +59,13 @@ class ArtifactStreamSyncReconciler:
             wait = (last + dt.timedelta(seconds=parse_duration(spec.interval)) - now()).total_seconds()
         return wait <= 0, max(1.0, jittered(wait, 0.05))
 
+    @staticmethod
+    def _after_sync(spec: ArtifactStreamSyncSpec) -> float:
+        """Seconds from a sync just made to the next one: the next tick, or the interval with jitter."""
+        if spec.schedule:
+            return max(1.0, (Cron.parse(spec.schedule).next_after(now()) - now()).total_seconds())
+        return jittered(parse_duration(spec.interval))
+
     async def reconcile(self, obj: Obj) -> Outcome:
         try:
             spec = parse_spec(ArtifactStreamSyncSpec, obj)
@@ -201,7 +208,7 @@ class ArtifactStreamSyncReconciler:
                 events.append(Event("Warning", "PartialFailure", message))
         if retry_in is not None:
             return retry_in
-        return self._due(_synced_now(obj, b), spec, b)[1]
+        return self._after_sync(spec)
 
     # SourceCraft.
 
@@ -271,7 +278,7 @@ class ArtifactStreamSyncReconciler:
             "Succeeded",
             f"run {run.ref} ({run.status}): {len(artifacts)} artifacts, {totals['success']} obtained",
         )
-        return self._due(_synced_now(obj, b), spec, b)[1]
+        return self._after_sync(spec)
 
     async def finalize(self, obj: Obj) -> Outcome | None:
         """Nothing to undo at the vendors: a clean-up cannot be taken back, and SourceCraft has no delete API."""
@@ -289,13 +296,3 @@ def _dates(artifact: Any) -> dict[str, Any]:
             camel = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
             out[camel] = value if isinstance(value, str) else iso(value)
     return out
-
-
-def _synced_now(obj: Obj, b: StatusBuilder) -> Obj:
-    """The object as seen after this sync: same generation observed, no pending request."""
-    from dataclasses import replace
-
-    status = dict(b.result())
-    status["observedGeneration"] = obj.generation
-    annotations = {k: v for k, v in obj.annotations.items() if k != REQUESTED_AT}
-    return replace(obj, status=status, annotations=annotations)

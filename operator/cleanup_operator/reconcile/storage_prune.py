@@ -21,7 +21,7 @@ from typing import Any
 from ..api.common import REQUESTED_AT, parse_duration
 from ..api.storage_prune import STORAGE_PRUNE, StoragePruneSpec
 from ..credentials import CredentialsError
-from ..runtime import Context, Event, Obj, Outcome
+from ..runtime import Context, Event, Obj, Outcome, Retry
 from ..schedule import Cron
 from ..vendors import jfrog
 from ..vendors.errors import VendorError
@@ -34,7 +34,7 @@ from .common import (
     parse_spec,
     was_stalled_with,
 )
-from .conditions import StatusBuilder, iso, now, parse_time
+from .conditions import BACKOFF, StatusBuilder, iso, now, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -393,9 +393,6 @@ class StoragePruneReconciler:
             or not obj.status.get("startedByUs")
         ):
             return None
-        from ..runtime import Retry
-        from .conditions import BACKOFF
-
         try:
             client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
             await client.prune_stop()  # False (412 "No running Prune task found") is fine
