@@ -518,3 +518,15 @@ def test_suspend_stops_all_vendor_calls(kube: Kube, sim: SimulatorServer, secret
     kube.apply(policy(sim, name, suspend=False))
     kube.wait_for(PLURAL, name, ready, what="Ready after resume")
     assert jfrog(sim).policy(name) is not None
+
+
+def test_missing_secret_stalls_then_recovers_when_created(kube: Kube, sim: SimulatorServer) -> None:
+    name = unique("nosecret")
+    kube.apply(policy(sim, name, interval="10m"))
+    obj = kube.wait_for(
+        PLURAL, name, lambda o: is_true(o, "Stalled", "SecretNotFound"), what="SecretNotFound"
+    )
+    assert f"Secret {kube.ns}/jfrog not found" in condition(obj, "Stalled")["message"]
+    assert not calls(sim, name)
+    kube.secret("jfrog", token="test-token")
+    kube.wait_for(PLURAL, name, ready, timeout=75, what="Ready once the Secret exists")

@@ -8,11 +8,15 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from ..api.common import Connection, Model, parse_duration
+from ..credentials import CredentialsError
 from ..runtime import Context, Obj, Outcome, jittered
 from ..vendors.jfrog import JFrogClient
 from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify
 
 M = TypeVar("M", bound=Model)
+
+#: Seconds between checks of a Secret that is missing or lacks its keys.
+SECRET_RECHECK = 30.0
 
 
 class InvalidSpec(Exception):
@@ -67,6 +71,10 @@ def failure_outcome(
     b.failed(failure, keep_ready=keep_ready)
     if failure.request_id:
         b["lastRequestId"] = failure.request_id
+    if isinstance(exc, CredentialsError):
+        # A missing Secret or key is checked again soon (no vendor call is made): creating the
+        # Secret is enough, with no need to wait a whole interval or poke the resource.
+        return failure, SECRET_RECHECK
     return failure, failure.retry_after
 
 
