@@ -239,6 +239,19 @@ class SourceCraftSimulator:
         key = (request.match_info["org"], request.match_info["repo"])
         return key, self.repos.get(key)
 
+    def _authorized_repo(
+        self, request: web.Request
+    ) -> tuple[tuple[str, str], dict[str, SimRun]] | web.Response:
+        """The repository a request names, or the error answer (401 first, then 404)."""
+        if not self._authorized(request):
+            return self._unauthenticated()
+        key, runs = self._repo(request)
+        if runs is None:
+            return self._error(
+                404, "NOT_FOUND", f"repository {key[0]}/{key[1]} not found", resource="repository"
+            )
+        return key, runs
+
     def _run(self, runs: dict[str, SimRun], ref: str) -> SimRun | None:
         run = runs.get(ref)
         if run is None:
@@ -253,13 +266,10 @@ class SourceCraftSimulator:
 
     async def _list_runs(self, request: web.Request) -> web.Response:
         with self._lock:
-            if not self._authorized(request):
-                return self._unauthenticated()
-            key, runs = self._repo(request)
-            if runs is None:
-                return self._error(
-                    404, "NOT_FOUND", f"repository {key[0]}/{key[1]} not found", resource="repository"
-                )
+            found = self._authorized_repo(request)
+            if isinstance(found, web.Response):
+                return found
+            key, runs = found
             raw_size = request.query.get("page_size", "")
             try:
                 size = int(raw_size) if raw_size else self.default_page_size
@@ -290,13 +300,10 @@ class SourceCraftSimulator:
 
     async def _get_run(self, request: web.Request) -> web.Response:
         with self._lock:
-            if not self._authorized(request):
-                return self._unauthenticated()
-            key, runs = self._repo(request)
-            if runs is None:
-                return self._error(
-                    404, "NOT_FOUND", f"repository {key[0]}/{key[1]} not found", resource="repository"
-                )
+            found = self._authorized_repo(request)
+            if isinstance(found, web.Response):
+                return found
+            _, runs = found
             ref = request.match_info["run"]
             run = self._run(runs, ref)
             if run is None:
@@ -306,13 +313,10 @@ class SourceCraftSimulator:
 
     async def _artifacts(self, request: web.Request) -> web.Response:
         with self._lock:
-            if not self._authorized(request):
-                return self._unauthenticated()
-            key, runs = self._repo(request)
-            if runs is None:
-                return self._error(
-                    404, "NOT_FOUND", f"repository {key[0]}/{key[1]} not found", resource="repository"
-                )
+            found = self._authorized_repo(request)
+            if isinstance(found, web.Response):
+                return found
+            key, runs = found
             info = request.match_info
             run = self._run(runs, info["run"])
             if run is None:
