@@ -25,7 +25,14 @@ from ..schedule import Cron
 from ..vendors import harness, sourcecraft
 from ..vendors.errors import AuthError, RateLimitedError, VendorError
 from ..vendors.http import ClientOptions
-from .common import InvalidSpec, failure_outcome, invalid_spec_outcome, parse_spec, was_stalled_with
+from .common import (
+    InvalidSpec,
+    failure_outcome,
+    interval_of,
+    invalid_spec_outcome,
+    parse_spec,
+    was_stalled_with,
+)
 from .conditions import BACKOFF, StatusBuilder, iso, now, parse_time
 
 log = logging.getLogger(__name__)
@@ -64,7 +71,7 @@ class ArtifactStreamSyncReconciler:
         """Seconds from a sync just made to the next one: the next tick, or the interval with jitter."""
         if spec.schedule:
             return max(1.0, (Cron.parse(spec.schedule).next_after(now()) - now()).total_seconds())
-        return jittered(parse_duration(spec.interval))
+        return interval_of(spec.interval)
 
     async def reconcile(self, obj: Obj) -> Outcome:
         try:
@@ -105,9 +112,7 @@ class ArtifactStreamSyncReconciler:
             if failure.stalled and not was_stalled_with(obj, failure.reason):
                 events.append(Event("Warning", failure.reason, failure.message))
             b.observe()
-            return Outcome(
-                b.result(), retry if retry is not None else jittered(parse_duration(spec.interval)), events
-            )
+            return Outcome(b.result(), retry if retry is not None else interval_of(spec.interval), events)
         self._failures.pop(obj.uid, None)
         b.observe()
         return Outcome(b.result(), requeue, events)
@@ -230,7 +235,7 @@ class ArtifactStreamSyncReconciler:
                 latest = await client.latest_run(src.org, src.repo)
                 if latest is None:
                     b.progressing("NoRuns", f"repository {src.org}/{src.repo} has no CI runs yet")
-                    return jittered(parse_duration(spec.interval))
+                    return interval_of(spec.interval)
                 run = latest
         inventory: dict[str, Any] = dict(b.get("inventory") or {})
         inventory["run"] = run.ref

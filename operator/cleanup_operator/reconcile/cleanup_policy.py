@@ -57,13 +57,18 @@ _QUARTZ_FIELDS = (
 )
 
 
-def policy_key(obj: Obj, spec: CleanupPolicySpec) -> str:
-    if spec.policy_key:
-        return spec.policy_key
-    key = re.sub(r"[^a-zA-Z0-9_-]", "-", obj.name)
-    if spec.project_key and not key.startswith(f"{spec.project_key}-"):
-        key = f"{spec.project_key}-{key}"
+def derive_key(name: str, explicit: str | None, project: str | None) -> str:
+    """spec.policyKey, or metadata.name made a valid key (with the '<projectKey>-' prefix)."""
+    if explicit:
+        return explicit
+    key = re.sub(r"[^a-zA-Z0-9_-]", "-", name)
+    if project and not key.startswith(f"{project}-"):
+        key = f"{project}-{key}"
     return key
+
+
+def policy_key(obj: Obj, spec: CleanupPolicySpec) -> str:
+    return derive_key(obj.name, spec.policy_key, spec.project_key)
 
 
 def check_quartz(expr: str) -> None:
@@ -128,10 +133,7 @@ class CleanupPolicyReconciler:
         if not url:
             return None
         meta = body.get("metadata") or {}
-        key = spec.get("policyKey") or re.sub(r"[^a-zA-Z0-9_-]", "-", meta.get("name", ""))
-        project = spec.get("projectKey")
-        if not spec.get("policyKey") and project and not key.startswith(f"{project}-"):
-            key = f"{project}-{key}"
+        key = derive_key(meta.get("name", ""), spec.get("policyKey"), spec.get("projectKey"))
         return f"{url}|{key}"
 
     async def reconcile(self, obj: Obj) -> Outcome:
