@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator
@@ -382,6 +383,27 @@ async def test_prune_progress_follows_the_clock(jsim: JFrogSimulator, clock: Fak
     assert status["timing"]["durationMillis"] == 2000  # 4 directories at 0.5 s each, not the time asked at
     assert status["report"]["totalBytesCleaned"] == sum(directory_content(i)[2] for i in range(0xFC, 256))
     assert jsim.cleaned_directories == ["fc", "fd", "fe", "ff"]
+
+
+def test_wall_skew_shifts_reported_wall_times(jsim: JFrogSimulator, clock: FakeClock) -> None:
+    jsim.seed_policy(minimal(enabled=True))
+    jsim.set_running("docker-old", seconds=1.0)
+    jsim.start_prune()
+    [plain] = jsim.run_summaries("docker-old")
+    plain_prune = jsim.prune_status()
+    jsim.reset()
+    jsim.clock = clock
+    jsim.wall_skew = -3600.0
+    jsim.seed_policy(minimal(enabled=True))
+    jsim.set_running("docker-old", seconds=1.0)
+    jsim.start_prune()
+    [skewed] = jsim.run_summaries("docker-old")
+    skewed_prune = jsim.prune_status()
+    assert plain_prune is not None and skewed_prune is not None
+    shift = dt.datetime.fromisoformat(plain["startedAt"]) - dt.datetime.fromisoformat(skewed["startedAt"])
+    assert 3590 < shift.total_seconds() < 3610
+    millis = plain_prune["timing"]["startedAtMillis"] - skewed_prune["timing"]["startedAtMillis"]
+    assert 3_590_000 < millis < 3_610_000
 
 
 # Helpers and reset --------------------------------------------------------------------------------

@@ -357,6 +357,9 @@ class JFrogSimulator:
         self.prune_directory_content: Callable[[int], tuple[int, int, int]] = directory_content
         #: Monotonic seconds; replace to drive time by hand.
         self.clock: Callable[[], float] = time.monotonic
+        #: Seconds added to every wall-clock time the simulator reports (run and prune start times,
+        #: and the times derived from them), to test a server clock that is off.
+        self.wall_skew: float = 0.0
 
     def _forget(self) -> None:
         with self._lock:
@@ -443,6 +446,10 @@ class JFrogSimulator:
 
     # Internals (call with the lock held)
 
+    def _wall(self) -> float:
+        """The server's wall-clock time: the host's, shifted by :attr:`wall_skew`."""
+        return time.time() + self.wall_skew
+
     def _start_run(self, key: str, dry_run: bool, duration: float | None) -> _Run:
         now = self.clock()
         if key not in self._remaining:
@@ -453,7 +460,7 @@ class JFrogSimulator:
             policy_key=key,
             dry_run=dry_run,
             started=now,
-            started_wall=time.time(),
+            started_wall=self._wall(),
             duration=duration,
             packages=packages,
             versions=versions,
@@ -496,7 +503,7 @@ class JFrogSimulator:
             dry_run=dry_run,
             start_index=start_index,
             started=now,
-            started_wall=time.time(),
+            started_wall=self._wall(),
             pace=self.prune_seconds_per_directory,
             fail_index=int(fail, 16) if fail else None,
             error_message=self.prune_error_message,
