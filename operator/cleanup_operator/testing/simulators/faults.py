@@ -5,6 +5,8 @@ requests that match (``times=None``: until cleared). Kinds:
 
 - ``status``: answer ``status`` with ``body`` (JSON) — 5xx, 429, 401/403, anything.
 - ``latency``: sleep ``delay`` seconds, then serve normally.
+- ``late``: serve normally (the action happens), then sleep ``delay`` seconds before answering: a
+  client that gives up or dies meanwhile never learns that its request was carried out.
 - ``drop``: close the connection without an answer.
 - ``malformed``: answer 200 with a body that is not JSON but says ``application/json``.
 - ``content_type``: answer the normal body with ``text/html``.
@@ -22,7 +24,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-FaultKind = Literal["status", "latency", "drop", "malformed", "content_type"]
+FaultKind = Literal["status", "latency", "late", "drop", "malformed", "content_type"]
 
 
 @dataclass
@@ -146,6 +148,9 @@ def instrument(
                 fault = None
             if fault is None:
                 response = await handler(request)
+            elif fault.kind == "late":
+                response = await handler(request)
+                await asyncio.sleep(fault.delay)
             elif fault.kind == "status":
                 response = web.json_response(
                     fault.body if fault.body is not None else {}, status=fault.status
