@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cleanup_operator.reconcile.cleanup_policy import differences
 from cleanup_operator.testing.simulators import Fault, JFrogSimulator, SimulatorServer
 from cleanup_operator.testing.simulators.jfrog import directory_content
 from cleanup_operator.vendors import jfrog
@@ -90,9 +91,11 @@ async def test_version_gates_follow_the_server(client: jfrog.JFrogClient, jsim: 
 # Policy lifecycle ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sample_shape", [False, True], ids=["unset-left-out", "sample-shape"])
 async def test_policy_lifecycle(
-    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer
+    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer, sample_shape: bool
 ) -> None:
+    jsim.echo_empty_defaults = sample_shape
     desired = policy(enabled=True, durationInMinutes=None, cronExp="0 0 2 ? * SUN")
     await client.create_policy(desired)
 
@@ -104,8 +107,12 @@ async def test_policy_lifecycle(
 
     current = await client.get_policy("docker-old")
     assert current.enabled is False
-    assert current.duration_in_minutes == 0  # server default echoed back…
-    assert current.search_criteria.keep_last_n_versions == 0
+    if sample_shape:  # server defaults echoed back…
+        assert (current.duration_in_minutes, current.search_criteria.keep_last_n_versions) == (0, 0)
+        assert current.search_criteria.excluded_repos == []
+    else:  # …or left out
+        assert (current.duration_in_minutes, current.search_criteria.keep_last_n_versions) == (None, None)
+        assert current.search_criteria.excluded_repos is None
     assert jfrog.normalise_policy(desired.model_copy(update={"enabled": False})) == jfrog.normalise_policy(
         current
     )
@@ -131,6 +138,58 @@ async def test_policy_lifecycle(
     with pytest.raises(NotFoundError):
         await client.delete_policy("docker-old")
     assert [p.key for p in await client.list_policies()] == ["other-pol"]
+
+
+DRIFT_CASES: dict[str, jfrog.Policy] = {
+    "mandatory-only": jfrog.Policy.model_validate({"key": "pol-min", "searchCriteria": criteria()}),
+    "every-optional-field": policy(
+        "pol-full",
+        cronExp="0 0 3 ? * SUN",
+        durationInMinutes=30,
+        skipTrashcan=True,
+        searchCriteria=criteria(
+            excludedRepos=["docker-keep-local"],
+            excludedPackages=["base"],
+            includeAllProjects=True,
+            includedProjects=["default"],
+            lastDownloadedBeforeInMonths=3,
+        ),
+    ),
+    "sent-empty": policy(
+        "pol-empty",
+        description="",
+        cronExp="",
+        durationInMinutes=0,
+        searchCriteria=criteria(excludedRepos=[], excludedPackages=[], includedProjects=[]),
+    ),
+    "days": policy("pol-days", searchCriteria=criteria(createdBeforeInDays=30)),
+    "project-level": policy("acme-pol", projectKey="acme"),
+}
+
+
+@pytest.mark.parametrize("sample_shape", [False, True], ids=["unset-left-out", "sample-shape"])
+async def test_no_false_drift_in_either_echo_shape(
+    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer, sample_shape: bool
+) -> None:
+    """What the client created reads back equal (``differences`` empty), one GET and list alike."""
+    jsim.echo_empty_defaults = sample_shape
+    for desired in DRIFT_CASES.values():
+        await client.create_policy(desired)
+    listed = {p.key: p for p in await client.list_policies()}
+    for name, desired in DRIFT_CASES.items():
+        current = await client.get_policy(desired.key)
+        assert differences(desired, current) == [], name
+        assert differences(desired, listed[desired.key]) == [], name
+    echoed = (await client.get_policy("pol-min")).search_criteria
+    assert (echoed.excluded_repos == []) is sample_shape  # the two shapes really were served
+    # A change made behind the operator's back is still seen, in both shapes.
+    tampered = jsim.policy("pol-full")
+    assert tampered is not None
+    del tampered["searchCriteria"]["excludedRepos"]
+    jsim.seed_policy(tampered)
+    assert differences(DRIFT_CASES["every-optional-field"], await client.get_policy("pol-full")) == [
+        "searchCriteria.excludedRepos"
+    ]
 
 
 async def test_list_by_project(client: jfrog.JFrogClient) -> None:

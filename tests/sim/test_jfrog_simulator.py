@@ -104,11 +104,34 @@ async def test_doc_policy_sample_round_trips(
     assert parsed == jfrog.Policy.model_validate(sample)
 
 
-async def test_created_policy_has_the_doc_shape(http: httpx.AsyncClient, vendor_docs: Path) -> None:
-    """A policy created with only mandatory fields echoes every field of the doc sample."""
+async def test_created_policy_echoes_only_what_was_sent(http: httpx.AsyncClient) -> None:
+    """By default an optional field never sent stays out of every answer; one sent empty comes back."""
+    created = await http.post(f"{POLICIES}/docker-old", json=minimal())
+    assert created.status_code == 201
+    assert created.json() == minimal()
+    assert (await http.get(f"{POLICIES}/docker-old")).json() == minimal()
+    assert (await http.get(POLICIES)).json() == [minimal()]
+
+    sent = minimal("docker-empty", description="", cronExp="", durationInMinutes=0, skipTrashcan=False)
+    sent["searchCriteria"] |= {"excludedRepos": [], "excludedPackages": [], "includeAllProjects": False}
+    await http.post(f"{POLICIES}/docker-empty", json=sent)
+    assert (await http.get(f"{POLICIES}/docker-empty")).json() == sent
+
+    nulls = minimal("docker-nulls", description=None)
+    nulls["searchCriteria"] |= {"excludedRepos": None, "createdBeforeInDays": None}
+    await http.post(f"{POLICIES}/docker-nulls", json=nulls)
+    assert (await http.get(f"{POLICIES}/docker-nulls")).json() == minimal("docker-nulls")
+
+
+async def test_sample_shape_switch_echoes_every_field_of_the_doc_sample(
+    http: httpx.AsyncClient, jsim: JFrogSimulator, vendor_docs: Path
+) -> None:
+    """``echo_empty_defaults``: a policy created with only mandatory fields has the doc sample's shape."""
+    jsim.echo_empty_defaults = True
     response = await http.post(f"{POLICIES}/docker-old", json=minimal())
     assert response.status_code == 201
     stored = (await http.get(f"{POLICIES}/docker-old")).json()
+    assert response.json() == stored == jsim.policy("docker-old")
     sample = doc_policy_sample(vendor_docs)
     assert set(stored) == set(sample)
     assert set(stored["searchCriteria"]) == set(sample["searchCriteria"])
@@ -119,8 +142,12 @@ async def test_created_policy_has_the_doc_shape(http: httpx.AsyncClient, vendor_
     }
     assert stored["durationInMinutes"] == 0
     assert stored["description"] == ""
+    assert stored["searchCriteria"]["excludedRepos"] == []
     assert stored["searchCriteria"]["createdBeforeInMonths"] == 0
     assert stored["searchCriteria"]["keepLastNVersions"] == 2
+    assert (await http.get(POLICIES)).json() == [stored]
+    jsim.echo_empty_defaults = False
+    assert (await http.get(f"{POLICIES}/docker-old")).json() == minimal()  # storage kept what was sent
 
 
 async def test_doc_prune_status_shape(
@@ -414,8 +441,7 @@ def test_snapshots_are_copies(jsim: JFrogSimulator) -> None:
     snapshot = jsim.policies
     snapshot["docker-old"]["description"] = "changed"
     snapshot.clear()
-    stored = jsim.policy("docker-old")
-    assert stored is not None and stored["description"] == ""
+    assert jsim.policy("docker-old") == minimal()
     with pytest.raises(KeyError):
         jsim.set_running("missing")
 

@@ -10,10 +10,18 @@ PUD progress counting). Choices of the simulator itself:
   ``running_refusal_status`` (409) with a JFrog error body saying the policy is running. A fourth
   concurrent run answers 409 (a concurrency limit of the server, not a rate limit, so not 429).
   Stopping a run that is not running answers 409; an unknown run 404.
-- A stored policy echoes every field with the server's defaults (``description: ""``,
-  ``cronExp: ""``, ``durationInMinutes: 0``, empty lists, ``false``, 0 for unset conditions), as the
-  vendor-doc sample does; ``createdBeforeInDays``/``lastDownloadedBeforeInDays`` and the property
-  filters are echoed only when set. ``enabled`` in an update body is ignored (enablement only).
+- A stored policy is echoed (create answer, GET, list) with the fields it was sent and no others,
+  plus ``key`` and ``enabled``: an optional field that was never sent (or sent as ``null``) is left
+  out, one sent as ``""``/``[]``/``0`` is echoed as sent. JFrog's Terraform provider needs this: it
+  reads a missing ``excludedRepos`` as null and an echoed ``[]`` as a change ("inconsistent result
+  after apply"). :attr:`JFrogSimulator.echo_empty_defaults` (CLI ``--echo-sample-shape``) echoes
+  the vendor-doc sample's shape instead: ``description: ""``, ``cronExp: ""``,
+  ``durationInMinutes: 0``, empty lists, ``false``, 0 for unset months conditions and
+  ``keepLastNVersions``; ``createdBeforeInDays``/``lastDownloadedBeforeInDays`` and the property
+  filters only when set. ``enabled`` in an update body is ignored (enablement only).
+- ``POST /artifactory/api/system/usage`` (the usage report JFrog's own clients send) answers 200
+  and is a *telemetry* call: no fault applies to it and the call log keeps it out of
+  :meth:`~.faults.CallLog.calls` unless asked (see :mod:`.faults`).
 - Runs last ``run_duration`` seconds of :attr:`clock` time, their state computed from timestamps on
   each request (no background task). A run deletes ``set_run_result`` numbers (default derived from a
   CRC of the key); a real run consumes them (the next run finds nothing), a dry run reports the same
@@ -355,6 +363,9 @@ class JFrogSimulator:
             "Failed to prune directory {directory}: I/O error reading the filestore"
         )
         self.prune_directory_content: Callable[[int], tuple[int, int, int]] = directory_content
+        #: Echo the vendor-doc sample's shape (server defaults for unset fields) instead of leaving
+        #: unset optional fields out of policy answers (module docstring).
+        self.echo_empty_defaults: bool = False
         #: Monotonic seconds; replace to drive time by hand.
         self.clock: Callable[[], float] = time.monotonic
         #: Seconds added to every wall-clock time the simulator reports (run and prune start times,
@@ -381,22 +392,24 @@ class JFrogSimulator:
     # Helpers for tests (thread-safe)
 
     def seed_policy(self, policy: Mapping[str, Any]) -> dict[str, Any]:
-        """Store ``policy`` as is, without validation, filling only the defaults the server echoes."""
+        """Store ``policy`` as is, without validation; returns what ``GET`` answers for it."""
         stored = copy.deepcopy(dict(policy))
-        _fill_defaults(stored)
+        stored.setdefault("enabled", False)
         with self._lock:
             self._policies[str(stored["key"])] = stored
-            return copy.deepcopy(stored)
+            return self._echo(stored)
 
     @property
     def policies(self) -> dict[str, dict[str, Any]]:
+        """Every policy by key, as ``GET`` answers it (copies)."""
         with self._lock:
-            return copy.deepcopy(self._policies)
+            return {key: self._echo(p) for key, p in self._policies.items()}
 
     def policy(self, key: str) -> dict[str, Any] | None:
+        """The policy as ``GET`` answers it (a copy), None when missing."""
         with self._lock:
             found = self._policies.get(key)
-            return copy.deepcopy(found) if found is not None else None
+            return self._echo(found) if found is not None else None
 
     def set_run_result(self, key: str, packages: int, versions: int, nbytes: int) -> None:
         """What the next runs of ``key`` delete (a real run consumes it)."""
@@ -445,6 +458,13 @@ class JFrogSimulator:
             return [f"{i:02x}" for i in sorted(self._cleaned)]
 
     # Internals (call with the lock held)
+
+    def _echo(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored policy as the server answers it (a copy), in the shape :attr:`echo_empty_defaults` picks."""
+        out = copy.deepcopy(dict(stored))
+        if self.echo_empty_defaults:
+            _fill_defaults(out)
+        return out
 
     def _wall(self) -> float:
         """The server's wall-clock time: the host's, shifted by :attr:`wall_skew`."""
@@ -581,13 +601,13 @@ class JFrogSimulator:
     def _list(self, request: web.Request, body: Any) -> web.Response:
         project = request.query.get("projectKey")
         found = [p for p in self._policies.values() if not project or p.get("projectKey") == project]
-        return web.json_response(copy.deepcopy(found))
+        return web.json_response([self._echo(p) for p in found])
 
     def _get(self, request: web.Request, body: Any) -> web.Response:
         key = request.match_info["key"]
         if key not in self._policies:
             return _not_found(key)
-        return web.json_response(copy.deepcopy(self._policies[key]))
+        return web.json_response(self._echo(self._policies[key]))
 
     def _create(self, request: web.Request, body: Any) -> web.Response:
         key = request.match_info["key"]
@@ -597,7 +617,7 @@ class JFrogSimulator:
         self._policies[key] = policy
         if self.create_status == 204:
             return web.Response(status=204)
-        return web.json_response(copy.deepcopy(policy), status=self.create_status)
+        return web.json_response(self._echo(policy), status=self.create_status)
 
     def _update(self, request: web.Request, body: Any) -> web.Response:
         key = request.match_info["key"]
@@ -611,7 +631,7 @@ class JFrogSimulator:
             )
         policy["enabled"] = self._policies[key].get("enabled", False)
         self._policies[key] = policy
-        return web.json_response(copy.deepcopy(policy))
+        return web.json_response(self._echo(policy))
 
     def _delete(self, request: web.Request, body: Any) -> web.Response:
         key = request.match_info["key"]
@@ -768,15 +788,14 @@ class JFrogSimulator:
         stored_criteria = self._validate_criteria(criteria, project=bool(project))
         if creating and enabled:
             raise _Invalid("A policy must be created disabled (enabled: false); enable it afterwards")
-        policy: dict[str, Any] = {
-            "key": key,
-            "description": description or "",
-            "cronExp": cron or "",
-            "durationInMinutes": duration or 0,
-            "enabled": bool(enabled),
-            "skipTrashcan": bool(skip),
-            "searchCriteria": stored_criteria,
-        }
+        policy: dict[str, Any] = {"key": key}
+        for name, value in (("description", description), ("cronExp", cron), ("durationInMinutes", duration)):
+            if value is not None:
+                policy[name] = value
+        policy["enabled"] = bool(enabled)
+        if skip is not None:
+            policy["skipTrashcan"] = skip
+        policy["searchCriteria"] = stored_criteria
         if project:
             policy["projectKey"] = project
         return policy
@@ -840,21 +859,16 @@ class JFrogSimulator:
                 "includeAllProjects and includedProjects are relevant only on the global level,"
                 " for platform admins"
             )
-        stored: dict[str, Any] = {
-            "packageTypes": lists["packageTypes"],
-            "repos": lists["repos"],
-            "excludedRepos": lists["excludedRepos"] or [],
-            "includedPackages": lists["includedPackages"],
-            "excludedPackages": lists["excludedPackages"] or [],
-            "includeAllProjects": bool(include_all),
-            "includedProjects": lists["includedProjects"] or [],
-        }
-        for name in _MONTHS_DEFAULTS:
-            stored[name] = ints[name] or 0
-        for name in ("createdBeforeInDays", "lastDownloadedBeforeInDays"):
-            if ints[name] is not None:
-                stored[name] = ints[name]
-        for name, value in props.items():
+        # What was sent, in the documented order; unset (absent or null) fields stay out.
+        stored: dict[str, Any] = {}
+        for name, value in (
+            *((n, lists[n]) for n in ("packageTypes", "repos", "excludedRepos", "includedPackages")),
+            ("excludedPackages", lists["excludedPackages"]),
+            ("includeAllProjects", include_all),
+            ("includedProjects", lists["includedProjects"]),
+            *ints.items(),
+            *props.items(),
+        ):
             if value is not None:
                 stored[name] = value
         return stored
@@ -897,7 +911,7 @@ def _properties(body: Mapping[str, Any], name: str) -> dict[str, list[str]] | No
 
 
 def _fill_defaults(policy: dict[str, Any]) -> None:
-    """The defaults the server echoes for fields it was not sent (module docstring)."""
+    """The defaults of the vendor-doc sample's shape, for fields the server was not sent."""
     for name, default in (
         ("description", ""),
         ("cronExp", ""),
