@@ -775,8 +775,8 @@ class JFrogSimulator:
         if description is not None and len(description) > 256:
             raise _Invalid("Description must not exceed 256 characters")
         cron = _typed(body, "cronExp", str)
-        if cron and len(cron.split()) not in (6, 7):
-            raise _Invalid(f"Invalid cron expression '{cron}': a Quartz expression has 6 or 7 fields")
+        if cron and (problem := _quartz_problem(cron)):
+            raise _Invalid(f"Invalid cron expression '{cron}': {problem}")
         duration = _typed(body, "durationInMinutes", int)
         if duration is not None and duration < 0:
             raise _Invalid("durationInMinutes must be 0 or more")
@@ -819,7 +819,7 @@ class JFrogSimulator:
                 "includedPackages is mandatory and takes only one pattern or explicit name; to include all"
                 ' packages, use "**"'
             )
-        patterns = [p for p in lists["excludedPackages"] or [] if any(c in p for c in "*?[")]
+        patterns = [p for p in lists["excludedPackages"] or [] if any(c in p for c in "*?")]
         if patterns:
             raise _Invalid(f"excludedPackages accepts only explicit names (and not patterns): {patterns[0]}")
         version = _version(self.version)
@@ -872,6 +872,32 @@ class JFrogSimulator:
             if value is not None:
                 stored[name] = value
         return stored
+
+
+_QUARTZ_FIELD: Final = re.compile(r"[0-9*?,/LW#A-Za-z-]+")
+_QUARTZ_RANGES: Final = (
+    ("Seconds", 0, 59),
+    ("Minutes", 0, 59),
+    ("Hours", 0, 23),
+    ("Day-of-Month", 1, 31),
+    ("Month", 1, 12),
+    ("Day-of-Week", 1, 7),
+)
+
+
+def _quartz_problem(cron: str) -> str | None:
+    """Quartz's CronExpression rules (docs/vendor-rules.md says which are checked and why)."""
+    fields = cron.split()
+    if len(fields) not in (6, 7):
+        return "a Quartz expression has 6 or 7 fields"
+    if not all(_QUARTZ_FIELD.fullmatch(f) for f in fields):
+        return "illegal characters in a field"
+    if sum("?" in f for f in fields) != 1 or (fields[3] == "?") == (fields[5] == "?"):
+        return "'?' can only be specified for Day-of-Month -OR- Day-of-Week, and one of them needs it"
+    for text, (name, lo, hi) in zip(fields, _QUARTZ_RANGES, strict=False):
+        if any(not lo <= int(n) <= hi for n in re.findall(r"[0-9]+", text.split("/")[0])):
+            return f"{name} values must be between {lo} and {hi}"
+    return None
 
 
 def _not_found(key: str) -> web.Response:
