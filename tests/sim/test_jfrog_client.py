@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from cleanup_operator.reconcile.cleanup_policy import differences
-from cleanup_operator.testing.simulators import Fault, JFrogSimulator, SimulatorServer
+from cleanup_operator.testing.simulators import Fault, JFrogSimulator, ManualClock, SimulatorServer
 from cleanup_operator.testing.simulators.jfrog import directory_content
 from cleanup_operator.vendors import jfrog
 from cleanup_operator.vendors.errors import (
@@ -44,28 +42,32 @@ def policy(key: str = "docker-old", **top: Any) -> jfrog.Policy:
     return jfrog.Policy.model_validate(body)
 
 
+RUN_SECONDS = 0.3
+PRUNE_PACE = 0.002
+
+
 @pytest.fixture
 def jsim(sim: SimulatorServer) -> JFrogSimulator:
+    """The JFrog simulator on a :class:`ManualClock`: runs and prunes move only when a test says so."""
     simulator = sim.simulator("jfrog")
     assert isinstance(simulator, JFrogSimulator)
-    simulator.run_duration = 0.3
-    simulator.prune_seconds_per_directory = 0.002
+    simulator.run_duration = RUN_SECONDS
+    simulator.prune_seconds_per_directory = PRUNE_PACE
+    simulator.clock = ManualClock()
     return simulator
 
 
 @pytest.fixture
-async def client(sim: SimulatorServer) -> AsyncIterator[jfrog.JFrogClient]:
+def clock(jsim: JFrogSimulator) -> ManualClock:
+    assert isinstance(jsim.clock, ManualClock)
+    return jsim.clock
+
+
+@pytest.fixture
+async def client(sim: SimulatorServer, jsim: JFrogSimulator) -> AsyncIterator[jfrog.JFrogClient]:
     http = make_client(ClientOptions(base_url=sim.url("jfrog"), headers={"Authorization": f"Bearer {TOKEN}"}))
     async with http:
         yield jfrog.JFrogClient(http)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 async def enabled_policy(client: jfrog.JFrogClient, key: str) -> None:
@@ -348,7 +350,7 @@ async def test_property_filters_on_7_129(client: jfrog.JFrogClient, jsim: JFrogS
 
 
 async def test_dry_run_then_real_run(
-    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer
+    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer, clock: ManualClock
 ) -> None:
     await enabled_policy(client, "docker-old")
     jsim.set_run_result("docker-old", packages=4, versions=10, nbytes=5000)
@@ -360,10 +362,9 @@ async def test_dry_run_then_real_run(
     assert [(s.run_id, s.state, s.dry_run) for s in first] == [(1, "Running", True)]
     assert first[0].finished_at is None
 
-    async def finished() -> bool:
-        return all(s.done for s in await client.run_summaries("docker-old"))
-
-    await eventually(finished)
+    clock.advance(RUN_SECONDS - 0.01)
+    assert [s.state for s in await client.run_summaries("docker-old")] == ["Running"]
+    clock.advance(0.01)
     [dry] = await client.run_summaries("docker-old", trigger_id=run_id)
     assert (dry.state, dry.dry_run) == ("Succeeded", True)
     assert (dry.packages_deleted, dry.versions_deleted, dry.bytes_deleted) == (4, 10, 5000)
@@ -372,7 +373,7 @@ async def test_dry_run_then_real_run(
 
     real_id = await client.run_policy("docker-old", dry_run=False)
     assert real_id == 2
-    await eventually(finished)
+    clock.advance(RUN_SECONDS)
     real = (await client.run_summaries("docker-old", trigger_id=real_id))[0]
     assert (real.state, real.dry_run, real.packages_deleted, real.bytes_deleted) == (
         "Succeeded",
@@ -383,7 +384,7 @@ async def test_dry_run_then_real_run(
     assert jsim.deleted("docker-old") == (4, 10, 5000)
 
     again = await client.run_policy("docker-old", dry_run=True)
-    await eventually(finished)
+    clock.advance(RUN_SECONDS)
     nothing_left = (await client.run_summaries("docker-old", trigger_id=again))[0]
     assert (nothing_left.packages_deleted, nothing_left.versions_deleted) == (0, 0)
     assert [s.run_id for s in await client.run_summaries("docker-old")] == [3, 2, 1]
@@ -461,12 +462,12 @@ async def test_stop_run(client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: Si
         await client.stop_run(999)
 
 
-async def test_failed_run(client: jfrog.JFrogClient, jsim: JFrogSimulator) -> None:
-    jsim.run_duration = 0.05
+async def test_failed_run(client: jfrog.JFrogClient, jsim: JFrogSimulator, clock: ManualClock) -> None:
     jsim.failing_policies = {"docker-old"}
     await enabled_policy(client, "docker-old")
     await client.run_policy("docker-old", dry_run=False)
-    await asyncio.sleep(0.1)
+    assert [s.state for s in await client.run_summaries("docker-old")] == ["Running"]
+    clock.advance(RUN_SECONDS)
     [summary] = await client.run_summaries("docker-old")
     assert (summary.status, summary.state, summary.packages_deleted) == ("FAILED", "Failed", 0)
 
@@ -491,14 +492,11 @@ def test_directory_content_totals_are_stable() -> None:
     assert (TOTAL_BINARIES, TOTAL_CLEANABLE, TOTAL_BYTES) == (766, 238, 2076672)
 
 
-async def finished_prune(client: jfrog.JFrogClient) -> jfrog.PruneStatus:
-    async def done() -> bool:
-        status = await client.prune_status()
-        return status is not None and not status.running
-
-    await eventually(done)
+async def finished_prune(client: jfrog.JFrogClient, clock: ManualClock) -> jfrog.PruneStatus:
+    """Move the clock past the longest prune (256 directories) and read the final status."""
+    clock.advance(256 * PRUNE_PACE + 1.0)
     status = await client.prune_status()
-    assert status is not None
+    assert status is not None and not status.running
     return status
 
 
@@ -525,11 +523,11 @@ async def test_prune_412_cases(client: jfrog.JFrogClient, jsim: JFrogSimulator, 
 
 
 async def test_prune_dry_then_real(
-    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer
+    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer, clock: ManualClock
 ) -> None:
     await client.prune_start(dry_run=True)
     assert sim.calls.calls("jfrog", "POST", r"/prune/start$")[0].json == {"dryRun": True}
-    dry = await finished_prune(client)
+    dry = await finished_prune(client, clock)
     assert (dry.status, dry.dry_run, dry.progress, dry.directories_done) == (
         "finished",
         True,
@@ -552,7 +550,7 @@ async def test_prune_dry_then_real(
     assert jsim.cleaned_directories == []  # a dry run cleans nothing
 
     await client.prune_start(dry_run=False, binary_older_than_days=0)
-    real = await finished_prune(client)
+    real = await finished_prune(client, clock)
     assert real.report is not None and real.dry_run is False
     assert (real.report.total_binaries_cleaned, real.report.total_bytes_cleaned) == (
         TOTAL_CLEANABLE,
@@ -561,7 +559,7 @@ async def test_prune_dry_then_real(
     assert len(jsim.cleaned_directories) == 256
 
     await client.prune_start(dry_run=True)
-    after = await finished_prune(client)
+    after = await finished_prune(client, clock)
     assert after.report is not None
     assert after.report.total_binaries_processed == TOTAL_BINARIES
     assert (after.report.total_binaries_cleaned, after.report.total_bytes_cleaned) == (0, 0)
@@ -574,7 +572,7 @@ async def test_prune_dry_then_real(
 
 
 async def test_prune_from_a_directory(
-    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer
+    client: jfrog.JFrogClient, jsim: JFrogSimulator, sim: SimulatorServer, clock: ManualClock
 ) -> None:
     await client.prune_start(dry_run=True, start_from_directory="80", start_from_binary="a" * 40)
     assert sim.calls.calls("jfrog", "POST", r"/prune/start$")[0].json == {
@@ -582,17 +580,17 @@ async def test_prune_from_a_directory(
         "startFromDirectory": "80",
         "startFromBinary": "a" * 40,
     }
-    status = await finished_prune(client)
+    status = await finished_prune(client, clock)
     assert status.progress == "256 of 256"
     assert status.report is not None
     assert status.report.total_binaries_processed == sum(directory_content(i)[0] for i in range(0x80, 256))
     assert status.report.total_bytes_cleaned == sum(directory_content(i)[2] for i in range(0x80, 256))
 
 
-async def test_prune_error_state(client: jfrog.JFrogClient, jsim: JFrogSimulator) -> None:
+async def test_prune_error_state(client: jfrog.JFrogClient, jsim: JFrogSimulator, clock: ManualClock) -> None:
     jsim.fail_prune_at_directory = "03"
     await client.prune_start(dry_run=False)
-    status = await finished_prune(client)
+    status = await finished_prune(client, clock)
     assert status.status == "error"
     assert status.progress == "3 of 256"
     assert status.error is not None and "03" in status.error
@@ -605,23 +603,18 @@ async def test_prune_error_state(client: jfrog.JFrogClient, jsim: JFrogSimulator
     assert await client.prune_stop() is False
 
 
-async def test_prune_stop_midway(client: jfrog.JFrogClient, jsim: JFrogSimulator) -> None:
+async def test_prune_stop_midway(client: jfrog.JFrogClient, jsim: JFrogSimulator, clock: ManualClock) -> None:
     jsim.prune_seconds_per_directory = 0.02
     await client.prune_start(dry_run=False)
-
-    async def some_done() -> bool:
-        status = await client.prune_status()
-        return status is not None and status.directories_done >= 3
-
-    await eventually(some_done)
+    clock.advance(3 * 0.02 + 0.001)
     assert await client.prune_stop() is True
     status = await client.prune_status()
     assert status is not None and status.status == "stopped"
     done = status.directories_done
-    assert 3 <= done < 256
+    assert done == 3
     assert status.report is not None
     assert status.report.total_binaries_processed == sum(directory_content(i)[0] for i in range(done))
-    await asyncio.sleep(0.05)
+    clock.advance(10.0)
     later = await client.prune_status()
     assert later is not None and later.directories_done == done  # a stopped prune stays put
     assert len(jsim.cleaned_directories) == done

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cleanup_operator.testing.simulators import JFrogSimulator, SimulatorServer
+from cleanup_operator.testing.simulators import JFrogSimulator, ManualClock, SimulatorServer
 from cleanup_operator.testing.simulators.jfrog import DEFAULT_VERSION, directory_content
 from cleanup_operator.vendors import jfrog
 from cleanup_operator.vendors.http import ClientOptions, make_client
@@ -22,16 +22,6 @@ POLICIES = "/artifactory/api/cleanup/packages/policies"
 PRUNE = "/artifactory/api/system/storage/prune"
 RUNS = "/artifactory/api/cleanup/policies/runs"
 AUTH = {"Authorization": "Bearer test-token"}
-
-
-class FakeClock:
-    """Monotonic time moved by hand, so run and prune progress is exact."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def minimal(key: str = "docker-old", **top: Any) -> dict[str, Any]:
@@ -60,22 +50,23 @@ def shape(value: Any) -> Any:
 
 @pytest.fixture
 def jsim(sim: SimulatorServer) -> JFrogSimulator:
+    """The JFrog simulator on a :class:`ManualClock`: runs and prunes move only when a test says so."""
     simulator = sim.simulator("jfrog")
     assert isinstance(simulator, JFrogSimulator)
+    simulator.clock = ManualClock()
     return simulator
 
 
 @pytest.fixture
-async def http(sim: SimulatorServer) -> AsyncIterator[httpx.AsyncClient]:
+async def http(sim: SimulatorServer, jsim: JFrogSimulator) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=sim.url("jfrog"), headers=AUTH) as client:
         yield client
 
 
 @pytest.fixture
-def clock(jsim: JFrogSimulator) -> FakeClock:
-    fake = FakeClock()
-    jsim.clock = fake
-    return fake
+def clock(jsim: JFrogSimulator) -> ManualClock:
+    assert isinstance(jsim.clock, ManualClock)
+    return jsim.clock
 
 
 def error_message(response: httpx.Response) -> str:
@@ -151,13 +142,13 @@ async def test_sample_shape_switch_echoes_every_field_of_the_doc_sample(
 
 
 async def test_doc_prune_status_shape(
-    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: FakeClock, vendor_docs: Path
+    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: ManualClock, vendor_docs: Path
 ) -> None:
     jsim.prune_seconds_per_directory = 1.0
     start = await http.post(f"{PRUNE}/start", json={"dryRun": True})
     assert (start.status_code, start.headers["content-type"].split(";")[0]) == (202, "application/json")
     assert "info" in start.json()
-    clock.now += 2.5
+    clock.advance(2.5)
     body = (await http.get(f"{PRUNE}/status")).json()
     sample = doc_prune_status_sample(vendor_docs)
     assert shape(body) == shape(sample)
@@ -337,7 +328,7 @@ async def test_prune_start_rules(
 
 
 async def test_prune_start_without_body(
-    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: FakeClock
+    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: ManualClock
 ) -> None:
     response = await http.post(f"{PRUNE}/start")
     assert response.status_code == 202
@@ -351,18 +342,18 @@ async def test_prune_start_without_body(
 
 
 async def test_run_state_follows_the_clock(
-    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: FakeClock
+    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: ManualClock
 ) -> None:
     jsim.run_duration = 10.0
     jsim.seed_policy(minimal(enabled=True))
     jsim.set_run_result("docker-old", packages=10, versions=40, nbytes=1000)
     await http.put(f"{POLICIES}/docker-old/run", params={"dryRun": "false"})
-    clock.now += 5.0
+    clock.advance(5.0)
     [half] = (await http.get(f"{RUNS}/summaryReports", params={"policyKey": "docker-old"})).json()
     assert (half["status"], half["packagesDeleted"], half["versionsDeleted"]) == ("RUNNING", 5, 20)
     assert "finishedAt" not in half
     assert jsim.deleted("docker-old") == (0, 0, 0)
-    clock.now += 5.0
+    clock.advance(5.0)
     [done] = (await http.get(f"{RUNS}/summaryReports", params={"policyKey": "docker-old"})).json()
     assert (done["status"], done["packagesDeleted"], done["bytesDeleted"], done["dryRun"]) == (
         "COMPLETED",
@@ -378,24 +369,24 @@ async def test_run_state_follows_the_clock(
 
 
 async def test_stopped_run_reports_its_share(
-    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: FakeClock
+    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: ManualClock
 ) -> None:
     jsim.seed_policy(minimal(enabled=True))
     jsim.set_run_result("docker-old", packages=10, versions=10, nbytes=100)
     run_id = jsim.set_running("docker-old", seconds=4.0)
-    clock.now += 1.0
+    clock.advance(1.0)
     await http.put(f"{RUNS}/{run_id}", json={"action": "stop"})
-    clock.now += 10.0
+    clock.advance(10.0)
     [summary] = jsim.run_summaries("docker-old")
     assert (summary["status"], summary["packagesDeleted"], summary["bytesDeleted"]) == ("STOPPED", 2, 25)
     assert jsim.deleted("docker-old") == (2, 2, 25)
 
 
-async def test_prune_progress_follows_the_clock(jsim: JFrogSimulator, clock: FakeClock) -> None:
+async def test_prune_progress_follows_the_clock(jsim: JFrogSimulator, clock: ManualClock) -> None:
     jsim.prune_seconds_per_directory = 0.5
     jsim.start_prune(dry_run=False, start_from_directory="fc")
     assert jsim.prune_starts == 0  # seeded, not started through the API
-    clock.now += 1.0
+    clock.advance(1.0)
     status = jsim.prune_status()
     assert status is not None
     assert (status["status"], status["progress"], status["lastHandledDirectory"]["name"]) == (
@@ -403,7 +394,7 @@ async def test_prune_progress_follows_the_clock(jsim: JFrogSimulator, clock: Fak
         "254 of 256",
         "fd",
     )
-    clock.now += 100.0
+    clock.advance(100.0)
     status = jsim.prune_status()
     assert status is not None
     assert (status["status"], status["progress"]) == ("finished", "256 of 256")
@@ -412,7 +403,7 @@ async def test_prune_progress_follows_the_clock(jsim: JFrogSimulator, clock: Fak
     assert jsim.cleaned_directories == ["fc", "fd", "fe", "ff"]
 
 
-def test_wall_skew_shifts_reported_wall_times(jsim: JFrogSimulator, clock: FakeClock) -> None:
+def test_wall_skew_shifts_reported_wall_times(jsim: JFrogSimulator, clock: ManualClock) -> None:
     jsim.seed_policy(minimal(enabled=True))
     jsim.set_running("docker-old", seconds=1.0)
     jsim.start_prune()

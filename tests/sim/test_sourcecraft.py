@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cleanup_operator.testing.simulators import Fault, SimulatorServer, SourceCraftSimulator
+from cleanup_operator.testing.simulators import Fault, ManualClock, SimulatorServer, SourceCraftSimulator
 from cleanup_operator.vendors.errors import (
     AuthError,
     BadResponseError,
@@ -38,11 +37,23 @@ ALL_FOUR = [
 ]
 
 
+#: "Now" for the simulator: a day after T0, so runs seeded at T0 have long finished.
+NOW = T0 + dt.timedelta(days=1)
+
+
 @pytest.fixture
 def ssim(sim: SimulatorServer) -> SourceCraftSimulator:
+    """The SourceCraft simulator on a :class:`ManualClock` at :data:`NOW`: runs move only when told."""
     simulator = sim.simulator("sourcecraft")
     assert isinstance(simulator, SourceCraftSimulator)
+    simulator.clock = ManualClock(NOW.timestamp())
     return simulator
+
+
+@pytest.fixture
+def clock(ssim: SourceCraftSimulator) -> ManualClock:
+    assert isinstance(ssim.clock, ManualClock)
+    return ssim.clock
 
 
 def _http(sim: SimulatorServer, token: str = "sc-token", timeout: float = 5.0) -> httpx.AsyncClient:
@@ -120,26 +131,36 @@ async def test_get_run_by_slug_and_id(ssim: SourceCraftSimulator, client: Source
     assert (await client.get_run("org", "repo", seeded.id)).slug == "run-1"
 
 
-async def test_run_progresses_then_finishes(ssim: SourceCraftSimulator, client: SourceCraftClient) -> None:
-    ssim.add_run("org", "repo", "live", artifacts=ALL_FOUR, pending_seconds=0.4, processing_seconds=0.3)
-    seen: list[RunStatus] = []
-    artifacts_while_active: set[ArtifactStatus] = set()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        run = await client.get_run("org", "repo", "live")
-        if not seen or seen[-1] is not run.status:
-            seen.append(run.status)
-        if run.is_finished:
-            break
-        artifacts_while_active |= {
+async def test_run_progresses_then_finishes(
+    ssim: SourceCraftSimulator, client: SourceCraftClient, clock: ManualClock
+) -> None:
+    """created → prepared (half of pending) → processing → the seeded status, by the clock alone."""
+    ssim.add_run("org", "repo", "live", artifacts=ALL_FOUR, pending_seconds=4, processing_seconds=3)
+
+    async def artifact_states() -> set[ArtifactStatus]:
+        return {
             a.status for a in await client.get_artifacts("org", "repo", "live", "build", "build", "default")
         }
-        await asyncio.sleep(0.02)
-    assert seen == [RunStatus.CREATED, RunStatus.PREPARED, RunStatus.PROCESSING, RunStatus.SUCCESS]
-    assert run.started_at is not None and run.finished_at is not None
-    assert artifacts_while_active == {ArtifactStatus.REGISTERED}
-    final = await client.get_artifacts("org", "repo", "live", "build", "build", "default")
-    assert {a.status for a in final} == set(ArtifactStatus)
+
+    seen: list[RunStatus] = []
+    for step in (0, 1.5, 0.5, 1.5, 0.5, 2.5, 0.5):  # exact in binary: no rounding at the edges
+        clock.advance(step)
+        run = await client.get_run("org", "repo", "live")
+        seen.append(run.status)
+        if not run.is_finished:
+            assert await artifact_states() == {ArtifactStatus.REGISTERED}
+            assert run.finished_at is None
+    created, prepared, processing, success = (
+        RunStatus.CREATED,
+        RunStatus.PREPARED,
+        RunStatus.PROCESSING,
+        RunStatus.SUCCESS,
+    )
+    assert seen == [created, created, prepared, prepared, processing, processing, success]
+    assert run.created_at == NOW
+    assert run.started_at == NOW + dt.timedelta(seconds=4)
+    assert run.finished_at == NOW + dt.timedelta(seconds=7)
+    assert await artifact_states() == set(ArtifactStatus)
 
 
 async def test_run_seeded_active_stays_active(ssim: SourceCraftSimulator, client: SourceCraftClient) -> None:

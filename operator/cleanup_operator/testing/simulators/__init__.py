@@ -3,10 +3,16 @@
 >>> server = build_server()            # JFrog at /jfrog, Harness at /harness, SourceCraft at /sourcecraft
 >>> server.start_in_thread()
 >>> server.url("jfrog")                # an Artifactory base URL for a CleanupPolicy's spec.connection.url
+
+``build_server(root_ports={"jfrog": 0})`` also serves JFrog at its real root paths on a free port of
+its own (``server.root_url("jfrog")``), backed by the same simulator object.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from .clock import ManualClock
 from .faults import Call, CallLog, Fault, Faults
 from .harness import HarnessSimulator
 from .jfrog import JFrogSimulator
@@ -20,6 +26,7 @@ __all__ = [
     "Faults",
     "HarnessSimulator",
     "JFrogSimulator",
+    "ManualClock",
     "SimulatorServer",
     "SourceCraftSimulator",
     "VendorSimulator",
@@ -27,10 +34,18 @@ __all__ = [
 ]
 
 
-def build_server(host: str = "127.0.0.1", port: int = 0) -> SimulatorServer:
-    """A server with one simulator of each vendor mounted at its usual prefix."""
+def build_server(
+    host: str = "127.0.0.1", port: int = 0, *, root_ports: Mapping[str, int] | None = None
+) -> SimulatorServer:
+    """A server with one simulator of each vendor mounted at its usual prefix.
+
+    ``root_ports`` maps a prefix (``"jfrog"``, ``"harness"``, ``"sourcecraft"``) to a port (0: any
+    free one) where that vendor is also served at its real root paths.
+    """
     server = SimulatorServer(host, port)
     server.mount("jfrog", JFrogSimulator())
     server.mount("harness", HarnessSimulator())
     server.mount("sourcecraft", SourceCraftSimulator())
+    for prefix, root_port in (root_ports or {}).items():
+        server.serve_at_root(prefix, root_port)
     return server

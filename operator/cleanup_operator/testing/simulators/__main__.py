@@ -1,8 +1,13 @@
 """``python -m cleanup_operator.testing.simulators``: every simulated vendor on one loopback port.
 
-``--demo`` seeds the data the manifests in ``examples/`` refer to. Faults can be injected and the
-call log read over HTTP: ``POST /_sim/faults/<prefix>`` with a JSON fault (see ``faults.py``),
-``GET /_sim/calls``, ``POST /_sim/reset``.
+Each vendor sits under its prefix on ``--port`` (``/jfrog``, ``/harness``, ``/sourcecraft``);
+``--jfrog-port``, ``--harness-port`` and ``--sourcecraft-port`` also serve that vendor at its real
+root paths on a port of its own (``/artifactory/api/…``, ``/gateway/api/graphql``, ``/repos/…``),
+for clients that keep only scheme, host and port of a URL. ``--echo-sample-shape`` makes the JFrog
+simulator echo the vendor-doc sample's defaults for unset policy fields. ``--demo`` seeds the data
+the manifests in ``examples/`` refer to. Faults can be injected and the call log read over HTTP on
+``--port``: ``POST /_sim/faults/<prefix>`` with a JSON fault (see ``faults.py``), ``GET /_sim/calls``
+(``?include_telemetry=true`` adds usage reports), ``POST /_sim/reset``.
 """
 
 from __future__ import annotations
@@ -48,13 +53,24 @@ def seed_demo(server: SimulatorServer) -> None:
     )
 
 
-async def serve(host: str, port: int, demo: bool) -> None:
-    server = build_server(host, port)
+VENDORS = ("jfrog", "harness", "sourcecraft")
+
+
+async def serve(
+    host: str, port: int, demo: bool, root_ports: dict[str, int], echo_sample_shape: bool = False
+) -> None:
+    server = build_server(host, port, root_ports=root_ports)
+    jfrog = server.simulator("jfrog")
+    assert isinstance(jfrog, JFrogSimulator)
+    jfrog.echo_empty_defaults = echo_sample_shape
     if demo:
         seed_demo(server)
     await server.start()
-    for prefix in ("jfrog", "harness", "sourcecraft"):
-        print(f"{prefix:12} {server.url(prefix)}", flush=True)
+    for prefix in VENDORS:
+        line = f"{prefix:12} {server.url(prefix)}"
+        if prefix in server.root_ports:
+            line += f"  {server.root_url(prefix)}"
+        print(line, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,9 +84,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--port", type=int, default=18080)
+    for prefix in VENDORS:
+        parser.add_argument(
+            f"--{prefix}-port",
+            type=int,
+            metavar="PORT",
+            help=f"also serve {prefix} at its real root paths on this port (0: any free port)",
+        )
     parser.add_argument("--demo", action="store_true", help="seed the data examples/ refers to")
+    parser.add_argument(
+        "--echo-sample-shape",
+        action="store_true",
+        help='JFrog: echo the doc sample\'s defaults for unset policy fields ("excludedRepos": [] …)',
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, args.demo))
+    roots = {p: port for p in VENDORS if (port := getattr(args, f"{p}_port")) is not None}
+    asyncio.run(serve(args.host, args.port, args.demo, roots, args.echo_sample_shape))
     return 0
 
 

@@ -10,6 +10,11 @@ requests that match (``times=None``: until cleared). Kinds:
 - ``drop``: close the connection without an answer.
 - ``malformed``: answer 200 with a body that is not JSON but says ``application/json``.
 - ``content_type``: answer the normal body with ``text/html``.
+
+*Telemetry* calls (a simulator's ``is_telemetry(method, path)`` says which: JFrog's
+``POST /artifactory/api/system/usage``) are answered normally, never faulted, and recorded with
+``telemetry=True``; :meth:`CallLog.calls` and ``len()`` leave them out unless asked, so the counts
+tests assert on are the same whether or not a client reports usage.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class Call:
     json: Any
     status: int
     at: float
+    #: A usage report or similar, not part of the vendor conversation (module docstring).
+    telemetry: bool = False
 
 
 class CallLog:
@@ -70,15 +77,24 @@ class CallLog:
             self._calls.append(call)
 
     def calls(
-        self, vendor: str | None = None, method: str | None = None, path: str | None = None
+        self,
+        vendor: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        *,
+        include_telemetry: bool = False,
     ) -> list[Call]:
-        """Calls filtered by vendor, method and a path regular expression (``re.search``)."""
+        """Calls filtered by vendor, method and a path regular expression (``re.search``).
+
+        Telemetry calls are left out unless ``include_telemetry``.
+        """
         pat = re.compile(path) if path else None
         with self._lock:
             return [
                 c
                 for c in self._calls
-                if (vendor is None or c.vendor == vendor)
+                if (include_telemetry or not c.telemetry)
+                and (vendor is None or c.vendor == vendor)
                 and (method is None or c.method == method)
                 and (pat is None or pat.search(c.path))
             ]
@@ -88,8 +104,9 @@ class CallLog:
             self._calls.clear()
 
     def __len__(self) -> int:
+        """The number of calls :meth:`calls` lists by default (telemetry left out)."""
         with self._lock:
-            return len(self._calls)
+            return sum(1 for c in self._calls if not c.telemetry)
 
 
 class Faults:
@@ -121,12 +138,21 @@ class Faults:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TelemetryRule = Callable[[str, str], bool]
+
+
+def _never(method: str, path: str) -> bool:
+    return False
 
 
 def instrument(
-    vendor: str, faults: Faults, log: CallLog
+    vendor: str, faults: Faults, log: CallLog, telemetry: TelemetryRule | None = None
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """aiohttp middleware: apply any matching fault, then record the call with its answer's status."""
+    """aiohttp middleware: apply any matching fault, then record the call with its answer's status.
+
+    ``telemetry(method, path)`` marks calls that are never faulted and are logged as telemetry.
+    """
+    is_telemetry = telemetry or _never
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -140,7 +166,8 @@ def instrument(
             except ValueError:
                 body = raw.decode(errors="replace")
         path = request.path
-        fault = faults.take(request.method, path)
+        flagged = is_telemetry(request.method, path)
+        fault = None if flagged else faults.take(request.method, path)
         status = 0
         try:
             if fault is not None and fault.kind == "latency":
@@ -176,6 +203,8 @@ def instrument(
             status = exc.status
             raise
         finally:
-            log.add(Call(vendor, request.method, path, dict(request.query), body, status, time.time()))
+            log.add(
+                Call(vendor, request.method, path, dict(request.query), body, status, time.time(), flagged)
+            )
 
     return middleware

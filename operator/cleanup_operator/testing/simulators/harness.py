@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,6 +324,8 @@ class HarnessSimulator:
             self.auth_error_status = 401
             self.rate_limit = 30
             self.rate_window = 60.0
+            #: Monotonic seconds the rate window is measured in; replace to drive time by hand.
+            self.clock: Callable[[], float] = time.monotonic
             self._accepted: dict[str, deque[float]] = {}
             self._attempts: dict[str, deque[float]] = {}
             self._max_in_window: dict[str, int] = {}
@@ -399,7 +401,7 @@ class HarnessSimulator:
 
     def _admit(self, account: str) -> bool:
         """Count one authenticated request; ``False`` when it exceeds the window (caller holds the lock)."""
-        now = time.monotonic()
+        now = self.clock()
         attempts = self._attempts.setdefault(account, deque())
         accepted = self._accepted.setdefault(account, deque())
         for stamps in (attempts, accepted):

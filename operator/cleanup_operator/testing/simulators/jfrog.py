@@ -63,6 +63,7 @@ API: Final = "/artifactory/api"
 POLICIES: Final = f"{API}/cleanup/packages/policies"
 RUNS: Final = f"{API}/cleanup/policies/runs"
 PRUNE: Final = f"{API}/system/storage/prune"
+USAGE: Final = f"{API}/system/usage"
 
 DEFAULT_VERSION: Final = "7.117.5"
 DIRECTORIES: Final = 256
@@ -536,6 +537,7 @@ class JFrogSimulator:
     def add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get(f"{API}/system/version", self._wrap(self._version))
+        r.add_post(USAGE, self._wrap(self._usage))
         r.add_get(POLICIES, self._wrap(self._list))
         r.add_get(POLICIES + "/{key}", self._wrap(self._get))
         r.add_post(POLICIES + "/{key}", self._wrap(self._create))
@@ -548,6 +550,10 @@ class JFrogSimulator:
         r.add_post(PRUNE + "/start", self._wrap(self._prune_start))
         r.add_get(PRUNE + "/status", self._wrap(self._prune_status))
         r.add_post(PRUNE + "/stop", self._wrap(self._prune_stop))
+
+    def is_telemetry(self, method: str, path: str) -> bool:
+        """The usage reports JFrog's clients send: logged as telemetry, never faulted."""
+        return method == "POST" and path.rstrip("/").endswith(USAGE)
 
     def _wrap(self, action: Action) -> Handler:
         """Authenticate, read the JSON body, then run ``action`` under the lock."""
@@ -595,6 +601,10 @@ class JFrogSimulator:
         return web.json_response(
             {"version": self.version, "revision": self.revision, "addons": list(self.addons)}
         )
+
+    def _usage(self, request: web.Request, body: Any) -> web.Response:
+        """``POST …/system/usage`` ({"productId", "features": [{"featureId"}]}): accepted, kept nowhere."""
+        return web.json_response({}, status=200)
 
     # Policies
 

@@ -4,6 +4,13 @@
 ``/sourcecraft`` a SourceCraft API base URL. More instances of a vendor can be mounted under other
 prefixes (two Artifactories, say). Control endpoints under ``/_sim`` let a standalone user inject
 faults and read the call log; tests use the Python objects directly.
+
+A mounted vendor can also be served at its real root paths on a port of its own
+(:meth:`SimulatorServer.serve_at_root`): ``http://127.0.0.1:<jfrog port>/artifactory/api/…`` as a
+real Artifactory serves it, for clients that keep only scheme, host and port of their URL (JFrog's
+Terraform provider). Both listeners share the one simulator object, its faults and the call log;
+a call's ``path`` is the path as requested (with the prefix on the shared port, without on the
+root port).
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ class SimulatorServer:
         self.port = port
         self.calls = CallLog()
         self._mounts: dict[str, VendorSimulator] = {}
+        #: prefix -> port asked for (0: any free port; the bound port once started).
+        self.root_ports: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
+        self._root_runners: list[web.AppRunner] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -45,8 +55,21 @@ class SimulatorServer:
         self._mounts[prefix.strip("/")] = simulator
         return simulator
 
+    def serve_at_root(self, prefix: str, port: int = 0) -> None:
+        """Also serve the simulator mounted at ``prefix`` at its root paths on ``port``; before start."""
+        if self._runner is not None:
+            raise RuntimeError("choose root ports before starting the server")
+        name = prefix.strip("/")
+        if name not in self._mounts:
+            raise KeyError(f"no simulator mounted at /{name}")
+        self.root_ports[name] = port
+
     def url(self, prefix: str) -> str:
         return f"http://{self.host}:{self.port}/{prefix.strip('/')}"
+
+    def root_url(self, prefix: str) -> str:
+        """Base URL of the vendor's own port (see :meth:`serve_at_root`): no path prefix."""
+        return f"http://{self.host}:{self.root_ports[prefix.strip('/')]}"
 
     def simulator(self, prefix: str) -> VendorSimulator:
         return self._mounts[prefix.strip("/")]
@@ -58,30 +81,52 @@ class SimulatorServer:
             sim.faults.clear()
         self.calls.clear()
 
+    def _vendor_app(self, sim: VendorSimulator) -> web.Application:
+        telemetry = getattr(sim, "is_telemetry", None)
+        app = web.Application(middlewares=[instrument(sim.vendor, sim.faults, self.calls, telemetry)])  # type: ignore[list-item]
+        sim.add_routes(app)
+        return app
+
     def _build(self) -> web.Application:
         root = web.Application()
         for prefix, sim in self._mounts.items():
-            sub = web.Application(middlewares=[instrument(sim.vendor, sim.faults, self.calls)])  # type: ignore[list-item]
-            sim.add_routes(sub)
-            root.add_subapp(f"/{prefix}", sub)
+            root.add_subapp(f"/{prefix}", self._vendor_app(sim))
         root.router.add_post("/_sim/faults/{prefix}", self._add_fault)
         root.router.add_delete("/_sim/faults", self._clear_faults)
         root.router.add_get("/_sim/calls", self._list_calls)
         root.router.add_post("/_sim/reset", self._reset)
         return root
 
-    async def start(self) -> None:
-        self._runner = web.AppRunner(self._build(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+    async def _listen(self, app: web.Application, port: int) -> tuple[web.AppRunner, int]:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         server = site._server
         assert server is not None
         sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        return runner, (sockets[0].getsockname()[1] if sockets else port)
+
+    async def start(self) -> None:
+        try:
+            self._runner, self.port = await self._listen(self._build(), self.port)
+            for prefix, port in self.root_ports.items():
+                runner, self.root_ports[prefix] = await self._listen(
+                    self._vendor_app(self._mounts[prefix]), port
+                )
+                self._root_runners.append(runner)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
+        for runner in self._root_runners:
+            await runner.cleanup()
+        self._root_runners.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -140,9 +185,18 @@ class SimulatorServer:
         return web.json_response({}, status=200)
 
     async def _list_calls(self, request: web.Request) -> web.Response:
+        """The call log; ``?include_telemetry=true`` adds the telemetry calls (flagged)."""
+        everything = request.query.get("include_telemetry", "").lower() in ("1", "true", "yes")
         calls = [
-            {"vendor": c.vendor, "method": c.method, "path": c.path, "query": c.query, "status": c.status}
-            for c in self.calls.calls()
+            {
+                "vendor": c.vendor,
+                "method": c.method,
+                "path": c.path,
+                "query": c.query,
+                "status": c.status,
+                "telemetry": c.telemetry,
+            }
+            for c in self.calls.calls(include_telemetry=everything)
         ]
         return web.json_response(calls)
 

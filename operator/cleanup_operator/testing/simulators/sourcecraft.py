@@ -12,7 +12,8 @@ The Run shape follows the assumptions written in :mod:`cleanup_operator.vendors.
 ``{"id", "slug", "status", "created_at", "started_at", "finished_at"}``. A run is addressed in paths by
 its slug (the ``run_id`` given to :meth:`SourceCraftSimulator.add_run`) or by its generated id.
 
-A run's status is computed lazily from the clock: ``created`` for the first half of
+A run's status is computed lazily from :attr:`SourceCraftSimulator.clock` (wall-clock epoch
+seconds, as run times are reported; replace it to drive time by hand): ``created`` for the first half of
 ``pending_seconds``, ``prepared`` for the second half, ``processing`` for ``processing_seconds``, then
 the seeded final status. A run seeded with an active status (created, prepared, processing) stays in
 it. While a run is active its artifacts read ``registered``; once it ends they read as seeded.
@@ -33,7 +34,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -56,9 +57,7 @@ def _iso(epoch: float | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _epoch(value: dt.datetime | float | None) -> float:
-    if value is None:
-        return time.time()
+def _epoch(value: dt.datetime | float) -> float:
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
     return float(value)
@@ -150,6 +149,8 @@ class SourceCraftSimulator:
             self.url_ttl_seconds = 300
             self.issued_download_urls: list[str] = []
             self.request_ids: list[str] = []
+            #: Wall-clock epoch seconds: "now" for run phases and seeding defaults.
+            self.clock: Callable[[], float] = time.time
             self._page_tokens: dict[str, tuple[tuple[str, str], int]] = {}
 
     # Seeding (from any thread).
@@ -179,7 +180,7 @@ class SourceCraftSimulator:
         """
         run = SimRun(
             slug=run_id,
-            created_at=_epoch(created_at),
+            created_at=self.clock() if created_at is None else _epoch(created_at),
             status=status,
             pending_seconds=pending_seconds,
             processing_seconds=processing_seconds,
@@ -206,7 +207,7 @@ class SourceCraftSimulator:
 
     def add_runs(self, org: str, repo: str, count: int, start: dt.datetime | None = None) -> list[SimRun]:
         """``count`` finished runs ``run-1`` … ``run-N``, one minute apart (``run-N`` newest)."""
-        base = _epoch(start) if start is not None else time.time() - 60 * (count + 1)
+        base = _epoch(start) if start is not None else self.clock() - 60 * (count + 1)
         return [
             self.add_run(org, repo, f"run-{i}", created_at=base + 60 * i, artifacts=[f"out/{i}.tar"])
             for i in range(1, count + 1)
@@ -290,7 +291,7 @@ class SourceCraftSimulator:
             ordered = list(runs.values())
             if self.runs_order != "insertion":
                 ordered.sort(key=lambda r: r.created_at, reverse=self.runs_order == "newest_first")
-            now = time.time()
+            now = self.clock()
             page = [r.as_json(now) for r in ordered[offset : offset + size]]
             next_token = ""
             if offset + size < len(ordered):
@@ -308,7 +309,7 @@ class SourceCraftSimulator:
             run = self._run(runs, ref)
             if run is None:
                 return self._error(404, "NOT_FOUND", f"run {ref} not found", resource="run")
-            body = run.as_json(time.time())
+            body = run.as_json(self.clock())
         return web.json_response(body)
 
     async def _artifacts(self, request: web.Request) -> web.Response:
@@ -329,7 +330,7 @@ class SourceCraftSimulator:
                 return self._error(404, "NOT_FOUND", f"task {task} not found", resource="task")
             if (workflow, task, cube) not in cubes:
                 return self._error(404, "NOT_FOUND", f"cube {cube} not found", resource="cube")
-            now = time.time()
+            now = self.clock()
             status, _, finished = run.phase(now)
             active = status in ACTIVE
             items = [
