@@ -19,9 +19,14 @@ export CGO_ENABLED=0
 log() { echo "[tools] $*" >&2; }
 
 has_version() { # binary, expected substring (helm says `helm version`, the others `--version`)
+  # The output is captured first and matched in the shell: piping it into `grep -q` under
+  # `set -o pipefail` fails the pipe whenever grep exits early and the writer gets SIGPIPE,
+  # which made a cached binary look missing and rebuilt it.
   [ -x "$1" ] || return 1
-  if [ "$(basename "$1")" = helm ]; then "$1" version --short 2>/dev/null | grep -q -- "$2"
-  else "$1" --version 2>/dev/null | grep -q -- "$2"; fi
+  local out
+  if [ "$(basename "$1")" = helm ]; then out=$("$1" version --short 2>/dev/null) || return 1
+  else out=$("$1" --version 2>/dev/null) || return 1; fi
+  [[ "$out" == *"$2"* ]]
 }
 
 build_kube_apiserver() {
