@@ -127,6 +127,11 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },
+                            **(
+                                {"x-kubernetes-validations": [dict(v) for v in info.validations]}
+                                if info.validations
+                                else {}
+                            ),
                         }
                     },
                 }

@@ -3,6 +3,9 @@
 Enough of cron for spec.schedule: ``*``, lists, ranges, steps, month and weekday names, the
 ``@hourly``-style macros, and Vixie cron's rule that a restricted day-of-month and day-of-week
 match when either matches.
+
+A schedule that can never fire (a day-of-month no month in it has, such as ``0 0 30 2 *``) is
+refused when parsed; the CRD's CEL rules (api/validation.py) refuse the same schedules at apply.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_MONTHS = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
-_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
+MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+DAYS = "sun mon tue wed thu fri sat".split()
+_MONTHS = {m: i + 1 for i, m in enumerate(MONTHS)}
+_DAYS = {d: i for i, d in enumerate(DAYS)}
 _RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+#: The longest each month can be (February has 29 days in leap years).
+MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 
 
 class ScheduleError(ValueError):
@@ -51,10 +58,16 @@ def _field(text: str, lo: int, hi: int, names: dict[str, int]) -> frozenset[int]
     return frozenset(values)
 
 
+def field_values(text: str, index: int) -> frozenset[int]:
+    """The values field ``index`` (0 = minute … 4 = day-of-week) of a schedule takes for ``text``."""
+    lo, hi = _RANGES[index]
+    return _field(text, lo, hi, ({}, {}, {}, _MONTHS, _DAYS)[index])
+
+
 def _value(text: str, names: dict[str, int]) -> int:
     if text in names:
         return names[text]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ScheduleError(f"not a number or name: {text!r}")
     return int(text)
 
@@ -82,7 +95,10 @@ class Cron:
             for f, (lo, hi), names in zip(fields, _RANGES, ({}, {}, {}, _MONTHS, _DAYS), strict=True)
         )
         weekdays = frozenset(x % 7 for x in w)
-        return cls(m, h, d, mo, weekdays, fields[2] != "*", fields[4] != "*")
+        cron = cls(m, h, d, mo, weekdays, fields[2] != "*", fields[4] != "*")
+        if cron.day_restricted and not cron.weekday_restricted and min(d) > max(MONTH_DAYS[x] for x in mo):
+            raise ScheduleError(f"{expr!r} never fires: no month in it has day {min(d)}")
+        return cron
 
     def _day_matches(self, t: dt.datetime) -> bool:
         dom = t.day in self.days

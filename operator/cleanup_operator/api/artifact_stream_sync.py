@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .common import (
     CommonStatus,
@@ -17,7 +17,8 @@ from .common import (
     config,
     ready_column,
 )
-from .storage_prune import CRON5_PATTERN
+from .storage_prune import Schedule, check_schedule
+from .validation import INTERVAL
 
 
 class HarnessSource(Model):
@@ -82,14 +83,16 @@ class ArtifactStreamSyncSpec(Model):
     source_craft: SourceCraftSource | None = Field(
         None, description="Inventory a SourceCraft CI run's artifacts."
     )
-    interval: str = Duration("10m", "How often to sync (with jitter), unless a schedule is set.")
-    schedule: str | None = Field(
-        None,
-        pattern=CRON5_PATTERN,
-        max_length=128,
-        description="Five-field cron schedule (UTC) instead of interval.",
+    interval: Annotated[str, INTERVAL] = Duration(
+        "10m", "How often to sync (with jitter), unless a schedule is set.", INTERVAL
+    )
+    schedule: str | None = Schedule(
+        "Five-field cron schedule (UTC) instead of interval: minute hour day-of-month month day-of-week,"
+        " or @hourly, @daily, @weekly, @monthly, @yearly."
     )
     suspend: bool = Field(False, description="Stop syncing without deleting anything.")
+
+    _schedule = field_validator("schedule")(check_schedule)
 
 
 StreamState = Literal["Succeeded", "Unsupported", "NotFound", "Failed"]

@@ -6,10 +6,11 @@ spec is refused at ``kubectl apply`` with the vendor's words, before anything re
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
+from . import validation
 from .common import (
     CommonStatus,
     Connection,
@@ -21,17 +22,51 @@ from .common import (
     config,
     ready_column,
 )
+from .validation import INTERVAL, POLL_INTERVAL
 
 KEY_RULE = "key must be at least 3 characters of letters, digits, '_' or '-' (^[a-zA-Z0-9_-]+$)"
-QUARTZ_PATTERN = r"^\s*[0-9*?,/LW#A-Za-z-]+(\s+[0-9*?,/LW#A-Za-z-]+){5,6}\s*$"
-TIME_CONDITIONS = (
-    "has(self.createdBeforeInMonths) || has(self.lastDownloadedBeforeInMonths)"
-    " || has(self.createdBeforeInDays) || has(self.lastDownloadedBeforeInDays)"
+QUARTZ_PATTERN = validation.QUARTZ_PATTERN
+#: The conditions of a policy. Each counts only when set and greater than 0: JFrog echoes 0 for
+#: unset ones (its own documented sample carries ``keepLastNVersions: 0`` beside two time conditions).
+CONDITIONS = (
+    "createdBeforeInMonths",
+    "lastDownloadedBeforeInMonths",
+    "keepLastNVersions",
+    "createdBeforeInDays",
+    "lastDownloadedBeforeInDays",
 )
 
 
-def _cel(rule: str, message: str) -> dict[str, str]:
-    return {"rule": rule, "message": message}
+def _on(name: str) -> str:
+    """CEL: condition ``name`` is in force (set and greater than 0; has() is true for an explicit 0)."""
+    return f"(has(self.{name}) && self.{name} > 0)"
+
+
+TIME_CONDITIONS = " || ".join(_on(n) for n in CONDITIONS if n != "keepLastNVersions")
+IMMUTABLE = (
+    "{field} is immutable (it names the Artifactory policy this resource manages): create a new resource"
+    " instead (deleting this one follows its deletionPolicy)"
+)
+NAME_AS_KEY = (
+    "metadata.name: without spec.policyKey the policy key is the name, which must then be made of"
+    " letters, digits, '-' and '_' (so that no two names share a key): set spec.policyKey or use a name"
+    " made of letters, digits, '-' and '_'"
+)
+NAME_TOO_SHORT = (
+    "metadata.name: without spec.policyKey the policy key is the name, and a key has at least 3"
+    " characters: set spec.policyKey or use a longer name"
+)
+NAME_HAS_PREFIX = (
+    "metadata.name starts with '<projectKey>-': without spec.policyKey the key would be the name as it"
+    " is, the same key a resource named without the prefix gets: set spec.policyKey"
+)
+
+_cel = validation.cel
+
+
+def _unchanged(name: str) -> str:
+    """CEL transition rule: optional field ``name`` neither appears, disappears nor changes."""
+    return f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})"
 
 
 _LIST = {"max_length": 100}
@@ -59,21 +94,22 @@ class SearchCriteria(Model):
                 "excludedPackages: only explicit names (and not patterns) are accepted",
             ),
             _cel(
-                "has(self.keepLastNVersions) || " + TIME_CONDITIONS,
+                _on("keepLastNVersions") + " || " + TIME_CONDITIONS,
                 "a policy must use one of the three settings: createdBeforeInMonths,"
-                " lastDownloadedBeforeInMonths, or keepLastNVersions",
+                " lastDownloadedBeforeInMonths, or keepLastNVersions (a condition counts when it is"
+                " greater than 0)",
             ),
             _cel(
-                "!has(self.keepLastNVersions) || !(" + TIME_CONDITIONS + ")",
+                "!" + _on("keepLastNVersions") + " || !(" + TIME_CONDITIONS + ")",
                 "createdBeforeInMonths and lastDownloadedBeforeInMonths can be used together, but they"
                 " cannot be used with keepLastNVersions",
             ),
             _cel(
-                "!(has(self.createdBeforeInMonths) && has(self.createdBeforeInDays))",
+                "!(" + _on("createdBeforeInMonths") + " && " + _on("createdBeforeInDays") + ")",
                 "createdBeforeInMonths and createdBeforeInDays cannot be mixed: use months or days",
             ),
             _cel(
-                "!(has(self.lastDownloadedBeforeInMonths) && has(self.lastDownloadedBeforeInDays))",
+                "!(" + _on("lastDownloadedBeforeInMonths") + " && " + _on("lastDownloadedBeforeInDays") + ")",
                 "lastDownloadedBeforeInMonths and lastDownloadedBeforeInDays cannot be mixed: use months"
                 " or days",
             ),
@@ -121,19 +157,25 @@ class SearchCriteria(Model):
         json_schema_extra={"items": {"type": "string", "maxLength": 64}, "maxItems": 100},
     )
     created_before_in_months: int | None = Field(
-        None, ge=0, description="Delete packages created more than this many months ago."
+        None, ge=0, description="Delete packages created more than this many months ago (0 = not used)."
     )
     last_downloaded_before_in_months: int | None = Field(
-        None, ge=0, description="Delete packages last downloaded more than this many months ago."
+        None,
+        ge=0,
+        description="Delete packages last downloaded more than this many months ago (0 = not used).",
     )
     created_before_in_days: int | None = Field(
-        None, ge=0, description="Like createdBeforeInMonths, in days (Artifactory 7.111.2+)."
+        None, ge=0, description="Like createdBeforeInMonths, in days (Artifactory 7.111.2+; 0 = not used)."
     )
     last_downloaded_before_in_days: int | None = Field(
-        None, ge=0, description="Like lastDownloadedBeforeInMonths, in days (Artifactory 7.111.2+)."
+        None,
+        ge=0,
+        description="Like lastDownloadedBeforeInMonths, in days (Artifactory 7.111.2+; 0 = not used).",
     )
     keep_last_n_versions: int | None = Field(
-        None, ge=0, description="Keep this many latest versions; excludes the time conditions."
+        None,
+        ge=0,
+        description="Keep this many latest versions; excludes the time conditions (0 = not used).",
     )
     included_properties: dict[str, list[str]] | None = Field(
         None,
@@ -166,7 +208,9 @@ class OnDemandRun(Model):
         True,
         description="Runs requested with the requested-at annotation are dry runs unless this is false.",
     )
-    poll_interval: str = Duration("10s", "How often a running run's summary is read.")
+    poll_interval: Annotated[str, POLL_INTERVAL] = Duration(
+        "10s", "How often a running run's summary is read.", POLL_INTERVAL
+    )
 
 
 class CleanupPolicySpec(Model):
@@ -186,11 +230,6 @@ class CleanupPolicySpec(Model):
                 "description: at most 256 characters",
             ),
             _cel(
-                "!has(self.cronExp) || self.cronExp == '' || self.cronExp.matches(r'" + QUARTZ_PATTERN + "')",
-                "cronExp: a Quartz expression of 6 or 7 fields (seconds minutes hours day-of-month"
-                " month day-of-week [year]), or empty for manual runs only",
-            ),
-            _cel(
                 "!has(self.projectKey) || ((!has(self.searchCriteria.includeAllProjects)"
                 " || !self.searchCriteria.includeAllProjects)"
                 " && (!has(self.searchCriteria.includedProjects)"
@@ -198,6 +237,8 @@ class CleanupPolicySpec(Model):
                 "includeAllProjects and includedProjects are relevant only on the global level, for"
                 " platform admins: remove them from a project-level policy",
             ),
+            _cel(_unchanged("policyKey"), IMMUTABLE.format(field="policyKey")),
+            _cel(_unchanged("projectKey"), IMMUTABLE.format(field="projectKey")),
         ]
     )
 
@@ -205,20 +246,23 @@ class CleanupPolicySpec(Model):
     policy_key: str | None = Field(
         None,
         max_length=255,
-        description="The policy's key in Artifactory. Default: derived from metadata.name"
-        " (prefixed with '<projectKey>-' for project policies).",
+        description="The policy's key in Artifactory. Default: metadata.name (prefixed with"
+        " '<projectKey>-' for project policies), which must then be made of letters, digits, '-' and '_'."
+        " Immutable, and cannot be added or removed later.",
     )
     project_key: str | None = Field(
         None,
         max_length=64,
         pattern=r"^[a-z][a-z0-9-]*$",
-        description="Makes this a project-level policy of that Artifactory project.",
+        description="Makes this a project-level policy of that Artifactory project. Immutable.",
     )
     description: str | None = Field(None, max_length=4096, description="At most 256 characters.")
     cron_exp: str | None = Field(
         None,
         max_length=128,
-        description="Quartz cron expression (seconds first, '?' allowed); empty means manual runs only.",
+        description="Quartz cron expression: seconds minutes hours day-of-month month day-of-week [year],"
+        " with '?' in exactly one of day-of-month and day-of-week; empty means manual runs only.",
+        json_schema_extra={"x-kubernetes-validations": validation.quartz_rules()},  # type: ignore[dict-item]
     )
     duration_in_minutes: int | None = Field(
         None, ge=0, description="Maximum duration of a run in minutes; 0 means no limit."
@@ -236,7 +280,9 @@ class CleanupPolicySpec(Model):
         description="ObserveOnly never writes to Artifactory: it reports the policy and any difference.",
     )
     suspend: bool = Field(False, description="Stop reconciling without deleting anything.")
-    interval: str = Duration("10m", "How often drift is checked (with jitter).")
+    interval: Annotated[str, INTERVAL] = Duration(
+        "10m", "How often drift is checked (with jitter).", INTERVAL
+    )
     on_demand_run: OnDemandRun = Field(
         default_factory=OnDemandRun, description="How runs requested with the requested-at annotation run."
     )
@@ -252,6 +298,11 @@ class LastRun(Model):
         description="Starting, Running, Succeeded, Failed, Stopped or Refused (the vendor's word when it has one).",
     )
     requested_at: str | None = Field(None, description="The requested-at value this run answers.")
+    previous_run_id: int | None = Field(
+        None,
+        description="While Starting: the newest run id Artifactory listed before the run was asked for"
+        " (after a crash, only a newer run can be this one).",
+    )
     message: str | None = Field(None, description="Why the run was refused or failed.")
     packages_deleted: int | None = Field(
         None, description="Packages deleted (or that would be, in a dry run)."
@@ -260,11 +311,38 @@ class LastRun(Model):
     bytes_deleted: int | None = Field(None, description="Bytes freed (or that would be).")
 
 
+class PolicyIdentity(Model):
+    url: str | None = Field(None, description="The Artifactory URL (lower case, without a trailing slash).")
+    key: str = Field(description="The policy key.")
+
+
+class OwnedPolicy(PolicyIdentity):
+    origin: Literal["Created", "Adopted"] = Field(
+        description="Created: Artifactory confirmed our create. Adopted: an explicit adopt annotation named it."
+    )
+
+
+class CreatePending(PolicyIdentity):
+    digest: str = Field(description="Fingerprint of the policy body sent with the create.")
+    since: str | None = Field(None, description="When the create was recorded, before it was sent.")
+
+
 class CleanupPolicyStatus(CommonStatus):
     policy_key: str | None = Field(None, description="The key of the policy in Artifactory.")
     managed: bool | None = Field(
         None,
         description="Whether this resource created or adopted the policy (and so may change or delete it).",
+    )
+    owned_policy: OwnedPolicy | None = Field(
+        None,
+        description="The Artifactory policy this resource owns: only it is ever updated, run or deleted.",
+    )
+    create_pending: CreatePending | None = Field(
+        None,
+        description="A create sent to Artifactory but not yet confirmed (cleared by a 2xx or a refusal).",
+    )
+    adopted_policy: PolicyIdentity | None = Field(
+        None, description="The policy this resource adopted; an adopt annotation is used once."
     )
     enabled: bool | None = Field(None, description="Whether the policy is enabled in Artifactory.")
     last_synced_at: str | None = Field(None, description="When Artifactory last matched the spec.")
@@ -280,6 +358,28 @@ CLEANUP_POLICY = KindInfo(
     spec_model=CleanupPolicySpec,
     status_model=CleanupPolicyStatus,
     description="A JFrog Artifactory package cleanup policy, managed declaratively.",
+    validations=(
+        # On create only (optionalOldSelf): the name, spec.policyKey's presence and spec.projectKey
+        # never change afterwards, and objects made before these rules keep working.
+        {
+            "rule": "oldSelf.hasValue() || has(self.spec.policyKey)"
+            " || self.metadata.name.matches('^[a-zA-Z0-9_-]+$')",
+            "message": NAME_AS_KEY,
+            "optionalOldSelf": True,
+        },
+        {
+            "rule": "oldSelf.hasValue() || has(self.spec.policyKey) || has(self.spec.projectKey)"
+            " || size(self.metadata.name) >= 3",
+            "message": NAME_TOO_SHORT,
+            "optionalOldSelf": True,
+        },
+        {
+            "rule": "oldSelf.hasValue() || has(self.spec.policyKey) || !has(self.spec.projectKey)"
+            " || !self.metadata.name.startsWith(self.spec.projectKey + '-')",
+            "message": NAME_HAS_PREFIX,
+            "optionalOldSelf": True,
+        },
+    ),
     printer_columns=(
         PrinterColumn("Key", ".status.policyKey"),
         PrinterColumn("Enabled", ".status.enabled", type="boolean"),

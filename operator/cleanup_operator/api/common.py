@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
+
+# DURATION_PATTERN and parse_duration are re-exported: the reconcilers import them from here.
+from .validation import DURATION_PATTERN as DURATION_PATTERN
+from .validation import TIMEOUT, DurationRange
+from .validation import parse_duration as parse_duration
 
 GROUP = "cleanup.artifacts.dev"
 VERSION = "v1alpha1"
@@ -20,20 +24,15 @@ ADOPT = f"{GROUP}/adopt"
 #: Annotation that lets an admin release the finalizer of a resource whose vendor stays unreachable.
 FORCE_DELETE = f"{GROUP}/force-delete"
 
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration such as ``1h30m`` or ``15s``."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"not a duration: {text!r} (use Go syntax such as 30s, 10m, 1h)")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-
-
-def Duration(default: str, description: str) -> Any:
-    return Field(default, description=description, pattern=DURATION_PATTERN, max_length=32)
+def Duration(default: str, description: str, bounds: DurationRange) -> Any:
+    """A Go-style duration field; annotate it ``Annotated[str, bounds]`` so the bounds are checked."""
+    return Field(
+        default,
+        description=f"{description} A Go-style duration (such as 500ms, 30s, 10m, 1h30m) {bounds.text}.",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+    )
 
 
 def config(validations: list[dict[str, str]] | None = None) -> ConfigDict:
@@ -80,13 +79,23 @@ class CASecretRef(Model):
     key: str = Field("ca.crt", description="Key of the PEM bundle within the Secret.")
 
 
+URL_IMMUTABLE = (
+    "connection.url is immutable: it names the Artifactory that holds what this resource manages;"
+    " create a new resource instead (deleting this one follows its deletionPolicy)"
+)
+
+
 class Connection(Model):
     """How to reach a JFrog Artifactory instance."""
 
     url: str = Field(
-        description="Base URL of the JFrog platform, e.g. https://acme.jfrog.io (without /artifactory).",
+        description="Base URL of the JFrog platform, e.g. https://acme.jfrog.io (without /artifactory)."
+        " Immutable: it names the Artifactory that holds the vendor object.",
         pattern=r"^https?://[^\s]+$",
         max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": URL_IMMUTABLE}]
+        },
     )
     secret_ref: SecretRef = Field(
         description="Credentials: an access token key, or username and password keys."
@@ -95,7 +104,7 @@ class Connection(Model):
         None, description="Optional CA bundle to trust for the URL's TLS."
     )
     insecure_skip_verify: bool = Field(False, description="Skip TLS verification. Never use in production.")
-    timeout: str = Duration("30s", "Timeout of each request to the vendor.")
+    timeout: Annotated[str, TIMEOUT] = Duration("30s", "Timeout of each request to the vendor.", TIMEOUT)
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -161,6 +170,8 @@ class KindInfo:
     status_model: type[Model]
     description: str
     printer_columns: tuple[PrinterColumn, ...] = field(default_factory=tuple)
+    #: CEL rules on the whole object (the only place ``self.metadata.name`` can be read).
+    validations: tuple[dict[str, Any], ...] = ()
 
     @property
     def singular(self) -> str:

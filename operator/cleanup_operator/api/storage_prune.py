@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from ..schedule import Cron, ScheduleError
 from .common import CommonStatus, Connection, Duration, KindInfo, Model, PrinterColumn, age_column
+from .validation import POLL_INTERVAL, cron5_rules
 
 #: Five-field cron (minute hour day-of-month month day-of-week), or a @-macro.
 CRON5_PATTERN = r"^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|\S+(\s+\S+){4})$"
+
+
+def Schedule(description: str) -> Any:
+    """A five-field cron field: the pattern, and CEL rules for ranges and schedules that never fire."""
+    return Field(
+        None,
+        pattern=CRON5_PATTERN,
+        max_length=128,
+        description=description,
+        json_schema_extra={"x-kubernetes-validations": cron5_rules()},  # type: ignore[dict-item]
+    )
+
+
+def check_schedule(value: str | None) -> str | None:
+    """The pydantic side of the CEL rules: what :meth:`Cron.parse` refuses is refused."""
+    if value is not None:
+        try:
+            Cron.parse(value)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from exc
+    return value
+
 
 Phase = Literal["Pending", "Waiting", "Running", "Succeeded", "Stopped", "Failed"]
 
@@ -28,16 +52,18 @@ class StoragePruneSpec(Model):
     start_from_binary: str | None = Field(
         None, pattern=r"^[0-9a-f]{40}$", description="SHA-1 of the binary to start from (40 hex digits)."
     )
-    schedule: str | None = Field(
-        None,
-        pattern=CRON5_PATTERN,
-        max_length=128,
-        description="Five-field cron schedule (UTC). Without it the prune runs once.",
+    schedule: str | None = Schedule(
+        "Five-field cron schedule (UTC): minute hour day-of-month month day-of-week, or @hourly,"
+        " @daily, @weekly, @monthly, @yearly. Without it the prune runs once."
     )
     suspend: bool = Field(False, description="Start no new prune (a running one is still followed).")
     stop_on_delete: bool = Field(True, description="Stop a running prune when this resource is deleted.")
-    poll_interval: str = Duration("15s", "How often a running prune's status is read.")
+    poll_interval: Annotated[str, POLL_INTERVAL] = Duration(
+        "15s", "How often a running prune's status is read.", POLL_INTERVAL
+    )
     history_limit: int = Field(5, ge=0, le=50, description="How many finished runs status.history keeps.")
+
+    _schedule = field_validator("schedule")(check_schedule)
 
 
 class PruneReport(Model):
@@ -60,6 +86,11 @@ class PruneRun(Model):
     error: str | None = Field(None, description="The vendor's error text, when it failed.")
 
 
+class PruneBaseline(Model):
+    started_at_millis: int | None = Field(None, description="Artifactory's start time of that prune.")
+    none: bool | None = Field(None, description="True when Artifactory showed no prune at all.")
+
+
 class StoragePruneStatus(CommonStatus):
     phase: Phase | None = Field(None, description="Pending, Waiting, Running, Succeeded, Stopped or Failed.")
     progress: str | None = Field(None, description='Directories processed: "N of 256".')
@@ -76,6 +107,16 @@ class StoragePruneStatus(CommonStatus):
     )
     pending_since: str | None = Field(
         None, description="When the start of the pending run was recorded, before asking Artifactory."
+    )
+    pending_baseline: PruneBaseline | None = Field(
+        None,
+        description="The prune Artifactory showed before ours was asked for: after a crash, only a newer"
+        " prune can be ours (the vendor's clock is compared with itself, never with ours).",
+    )
+    unconfirmed: bool | None = Field(
+        None,
+        description="The prune followed began while ours was being started but Artifactory never confirmed"
+        " ours: it is followed, not claimed, and not stopped on delete.",
     )
     last_schedule_time: str | None = Field(None, description="The last schedule tick acted on.")
     history: list[PruneRun] = Field(default_factory=list, description="Finished runs, newest first.")

@@ -58,8 +58,14 @@ _QUARTZ_FIELDS = (
 
 
 def derive_key(name: str, explicit: str | None, project: str | None) -> str:
-    """spec.policyKey, or metadata.name made a valid key (with the '<projectKey>-' prefix)."""
-    if explicit:
+    """spec.policyKey, or metadata.name made a valid key (with the '<projectKey>-' prefix).
+
+    Admission refuses new names that this would rewrite (or that already carry the prefix) when
+    spec.policyKey is absent, so for them the key is the name (with the prefix) and no two names share
+    a key; the rewriting stays for objects made before that rule. An explicit empty key is used as it
+    is (and refused), never silently replaced by the name.
+    """
+    if explicit is not None:
         return explicit
     key = re.sub(r"[^a-zA-Z0-9_-]", "-", name)
     if project and not key.startswith(f"{project}-"):
@@ -72,14 +78,20 @@ def policy_key(obj: Obj, spec: CleanupPolicySpec) -> str:
 
 
 def check_quartz(expr: str) -> None:
-    """Quartz's field ranges for the numeric parts (names like MON or JAN are left to Artifactory)."""
+    """The Quartz rules the CRD checks too (api/validation.py): 6 or 7 fields of Quartz's characters,
+    '?' as the whole of exactly one of day-of-month and day-of-week, and the numeric ranges of the
+    values before a '/' (names like MON or JAN are left to Artifactory)."""
     fields = expr.split()
     if len(fields) not in (6, 7):
         raise InvalidSpec(f"cronExp {expr!r}: a Quartz expression has 6 or 7 fields, got {len(fields)}")
-    if fields[3] != "?" and fields[5] != "?":
-        raise InvalidSpec(f"cronExp {expr!r}: Quartz needs '?' in day-of-month or day-of-week")
+    if any(not re.fullmatch(r"[0-9*?,/LW#A-Za-z-]+", f) for f in fields):
+        raise InvalidSpec(f"cronExp {expr!r}: a Quartz field holds only digits, letters and *?,/-#")
+    if sum("?" in f for f in fields) != 1 or (fields[3] == "?") == (fields[5] == "?"):
+        raise InvalidSpec(
+            f"cronExp {expr!r}: Quartz needs '?' in day-of-month or day-of-week (exactly one of them)"
+        )
     for text, (lo, hi) in zip(fields[:6], _QUARTZ_FIELDS, strict=False):
-        for number in re.findall(r"\d+", text.split("/")[0]):
+        for number in re.findall(r"[0-9]+", text.split("/")[0]):
             if not lo <= int(number) <= hi:
                 raise InvalidSpec(f"cronExp {expr!r}: {number} is outside {lo}-{hi} in field {text!r}")
 
