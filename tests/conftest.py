@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
     from cleanup_operator.testing.simulators import SimulatorServer
@@ -17,6 +18,22 @@ VENDOR_DOCS = SHARED / "vendor-docs"
 
 
 TIERS = ("unit", "sim", "cluster")
+
+# Property-based tests: `make test` runs the "ci" profile, a fixed seed (derandomize) and a bounded
+# number of examples, so a run is repeatable and its time known; `pytest --hypothesis-profile=thorough`
+# explores far more (and randomly) on a developer's machine.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=80,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
