@@ -160,9 +160,15 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
     kopf.on.event(*resource, id=f"{kind.plural}_watch", registry=registry)(watch)
 
     async def delete(body: kopf.Body, **_: Any) -> None:
-        obj = Obj.from_body(kind, body)
         ctx = state.context()
-        await state.scheduler().hold(obj.uid)
+        meta = body.get("metadata", {})
+        await state.scheduler().hold(meta.get("uid", ""))
+        # Read the object again after the wait: the reconcile that was in flight may just have
+        # created the vendor object or started a run, and the body Kopf handed us predates that.
+        fresh = await ctx.kube.get_object(kind.plural, meta.get("namespace", ""), meta.get("name", ""))
+        if fresh is None or (fresh.get("metadata") or {}).get("uid") != meta.get("uid"):
+            return
+        obj = Obj.from_body(kind, fresh)
         if obj.annotations.get(FORCE_DELETE) == "true":
             log.warning(
                 "%s %s: %s is set; releasing the finalizer without vendor clean-up",

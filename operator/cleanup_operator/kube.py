@@ -72,19 +72,48 @@ class KubeAPI:
         data = resp.json().get("data") or {}
         return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """A JSON merge patch of ``status`` on the status subresource."""
+    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of our objects as the API server holds it now, or None when it is gone."""
+        resp = await self._client.get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code >= 400:
+            raise KubeError(f"reading {plural}/{namespace}/{name}: HTTP {resp.status_code}", resp.status_code)
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def annotate(self, plural: str, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """A JSON merge patch of ``metadata.annotations`` on one of our objects."""
+        resp = await self._client.patch(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}",
+            json={"metadata": {"annotations": annotations}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        if resp.status_code >= 400:
+            raise KubeError(
+                f"annotating {plural}/{namespace}/{name}: HTTP {resp.status_code}", resp.status_code
+            )
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> str | None:
+        """A JSON merge patch of ``status`` on the status subresource; the new resourceVersion."""
         resp = await self._client.patch(
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}/status",
             json={"status": status},
             headers={"Content-Type": "application/merge-patch+json"},
         )
         if resp.status_code == 404:
-            return  # deleted meanwhile
+            return None  # deleted meanwhile
         if resp.status_code >= 400:
             raise KubeError(
                 f"patching status of {plural}/{namespace}/{name}: HTTP {resp.status_code}", resp.status_code
             )
+        try:
+            version = resp.json().get("metadata", {}).get("resourceVersion")
+        except ValueError:
+            return None
+        return str(version) if version else None
 
 
 def _materialise(path: Any, data: Any) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .api.common import ADOPT, FORCE_DELETE, REQUESTED_AT, KindInfo
+from .api.common import ADOPT, FINALIZER, FORCE_DELETE, RECONCILE_AT, REQUESTED_AT, KindInfo
 from .credentials import Credentials, fingerprint
 from .kube import KubeAPI, KubeError
 from .observability import Metrics
@@ -27,7 +27,7 @@ from .vendors.http import ClientOptions, ClientPool, RateLimiters
 log = logging.getLogger(__name__)
 
 #: Annotations whose change wakes an object's loop (besides a new generation).
-TRIGGER_ANNOTATIONS = (REQUESTED_AT, ADOPT, FORCE_DELETE)
+TRIGGER_ANNOTATIONS = (REQUESTED_AT, RECONCILE_AT, ADOPT, FORCE_DELETE)
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Obj:
     spec: dict[str, Any]
     status: dict[str, Any]
     deleting: bool = False
+    finalizers: tuple[str, ...] = ()
+    resource_version: str = ""
     body: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -62,6 +64,8 @@ class Obj:
             spec=_plain(body.get("spec") or {}),
             status=_plain(body.get("status") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
+            finalizers=tuple(meta.get("finalizers") or ()),
+            resource_version=str(meta.get("resourceVersion") or ""),
             body={"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": ref},
         )
 
@@ -75,6 +79,12 @@ class Obj:
 
     def builder(self) -> StatusBuilder:
         return StatusBuilder(self.status, self.generation)
+
+    @property
+    def guarded(self) -> bool:
+        """Whether our finalizer is on the object: only then may a vendor object be created for it,
+        since deleting the resource could otherwise skip the clean-up and orphan it."""
+        return FINALIZER in self.finalizers
 
 
 def _plain(value: Any) -> Any:
@@ -150,6 +160,9 @@ class Context:
         #: Kopf's claims indexes by plural (filled by the wiring): who claims which vendor object.
         self.indexes: dict[str, Any] = {}
         self.metrics = metrics or Metrics()
+        #: uid → (resourceVersion of our last status patch, the status it wrote), until the watch
+        #: catches up: a watch event older than our own write must not bring back an older status.
+        self._written: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def client_for(self, opts: ClientOptions) -> Any:
         return self.pool.get(fingerprint(opts), opts)
@@ -165,11 +178,31 @@ class Context:
         patch = status_patch(obj.status, desired)
         if patch is None:
             return False
-        await self.kube.patch_status(obj.kind.plural, obj.namespace, obj.name, patch)
+        version = await self.kube.patch_status(obj.kind.plural, obj.namespace, obj.name, patch)
         # Later diffs in this reconcile compare against what the object now shows.
         obj.status.clear()
         obj.status.update(copy.deepcopy(desired))
+        if version is not None and version.isdigit():
+            self._written[obj.uid] = (int(version), obj.status)
         return True
+
+    def newest_status(self, uid: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Our own last written status when ``body`` (a watch event) predates it, else None.
+
+        resourceVersions are etcd revisions here (numeric, increasing); anything else is taken as
+        new, which is what the watch delivers in order anyway.
+        """
+        written = self._written.get(uid)
+        if written is None:
+            return None
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if version.isdigit() and int(version) < written[0]:
+            return written[1]
+        self._written.pop(uid, None)  # the watch has caught up with our write
+        return None
+
+    def forget(self, uid: str) -> None:
+        self._written.pop(uid, None)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -220,6 +253,10 @@ class Scheduler:
     def observe(self, reconciler: Reconciler, body: Mapping[str, Any]) -> None:
         """A watch event: refresh the snapshot; a new object or a new trigger runs it now."""
         obj = Obj.from_body(reconciler.kind, body)
+        newer = self.ctx.newest_status(obj.uid, body)
+        if newer is not None:
+            obj.status.clear()
+            obj.status.update(copy.deepcopy(newer))
         trig = trigger_of(body)
         entry = self._entries.get(obj.uid)
         if entry is None:
@@ -238,6 +275,7 @@ class Scheduler:
     def forget(self, uid: str) -> None:
         self._entries.pop(uid, None)
         self._failures.pop(uid, None)
+        self.ctx.forget(uid)
 
     async def hold(self, uid: str) -> None:
         """Stop scheduling ``uid`` and wait for a reconcile in flight (before finalizing it)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import kopf
 
-from .api.common import GROUP
+from .api.common import FINALIZER, GROUP
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class OperatorOptions:
 
 def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
     # Our own finalizer and annotation prefix, so Kopf's bookkeeping is visibly ours.
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"

@@ -187,7 +187,8 @@ def test_on_demand_dry_run_runs_once_per_value(kube: Kube, sim: SimulatorServer,
     jfrog(sim).set_run_result(name, packages=4, versions=9, nbytes=123456)
     kube.apply(policy(sim, name))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "2026-11-24T10:00:00Z"})
+    requested = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": requested})
     obj = kube.wait_for(
         PLURAL,
         name,
@@ -198,7 +199,7 @@ def test_on_demand_dry_run_runs_once_per_value(kube: Kube, sim: SimulatorServer,
     assert last["dryRun"] is True
     assert (last["packagesDeleted"], last["versionsDeleted"], last["bytesDeleted"]) == (4, 9, 123456)
     assert last["runId"] >= 1 and last["startedAt"] and last["finishedAt"]
-    assert obj["status"]["lastHandledRequestedAt"] == "2026-11-24T10:00:00Z"
+    assert obj["status"]["lastHandledRequestedAt"] == requested
     runs = sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")
     assert len(runs) == 1 and runs[0].query == {"dryRun": "true"}
     assert jfrog(sim).deleted(name) == (0, 0, 0), "a dry run deleted packages"
@@ -219,7 +220,7 @@ def test_real_run_when_spec_allows_it(kube: Kube, sim: SimulatorServer, secret: 
     jfrog(sim).set_run_result(name, packages=2, versions=3, nbytes=1000)
     kube.apply(policy(sim, name, onDemandRun={"dryRun": False, "pollInterval": "1s"}))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "one"})
+    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": str(int(time.time()))})
     kube.wait_for(
         PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Succeeded", what="run"
     )
@@ -231,7 +232,7 @@ def test_disabled_policy_cannot_run_and_says_so(kube: Kube, sim: SimulatorServer
     name = unique("disabled")
     kube.apply(policy(sim, name, enabled=False))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "now"})
+    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": str(int(time.time()))})
     obj = kube.wait_for(
         PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Refused", what="refused"
     )
@@ -298,7 +299,7 @@ def test_bad_credentials_stall_naming_the_secret_not_its_value(
     assert sum(e.get("count", 1) for e in auth_events) == 1, auth_events
     # rotate the Secret: the operator recovers by itself
     kube.secret("jfrog", token="test-token")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "retry"})
+    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/reconcile-at": str(int(time.time()))})
     kube.wait_for(PLURAL, name, ready, timeout=90, what="Ready after rotation")
 
 
@@ -490,7 +491,7 @@ def test_delete_stops_a_running_run_first(kube: Kube, sim: SimulatorServer, secr
     jfrog(sim).run_duration = 30.0
     kube.apply(policy(sim, name, interval="10m"))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": "long"})
+    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": str(int(time.time()))})
     kube.wait_for(
         PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Running", what="running"
     )

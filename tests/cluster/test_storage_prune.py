@@ -238,12 +238,13 @@ def test_requested_at_starts_again_and_history_is_capped(
     kube.apply(prune(sim, "again", historyLimit=2))
     kube.wait_for(PLURAL, "again", phase("Succeeded"), what="first run")
     for n in (1, 2):
-        kube.annotate(PLURAL, "again", **{"cleanup.artifacts.dev/requested-at": f"run-{n}"})
+        value = str(int(time.time()) + n)
+        kube.annotate(PLURAL, "again", **{"cleanup.artifacts.dev/requested-at": value})
         kube.wait_for(
             PLURAL,
             "again",
-            lambda o, n=n: (
-                o["status"].get("lastHandledRequestedAt") == f"run-{n}"
+            lambda o, value=value, n=n: (
+                o["status"].get("lastHandledRequestedAt") == value
                 and o["status"]["phase"] == "Succeeded"
                 and len(o["status"]["history"]) == min(2, n + 1)
             ),

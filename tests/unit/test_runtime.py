@@ -65,6 +65,12 @@ class NoKube:
     def emit(self, obj: Obj, event: Any) -> None:
         self.emitted.append(event)
 
+    def newest_status(self, uid: str, body: Any) -> dict[str, Any] | None:
+        return None
+
+    def forget(self, uid: str) -> None:
+        pass
+
 
 async def test_new_objects_run_once_and_status_only_events_do_not_rerun() -> None:
     rec = Recorder()

@@ -17,12 +17,22 @@ GROUP = "cleanup.artifacts.dev"
 VERSION = "v1alpha1"
 CATEGORY = "cleanup"
 
-#: Annotation whose new value asks for a run now (Flux's reconcile.fluxcd.io/requestedAt habit).
+#: Annotation whose new value asks for a run (or prune) now. Its value must be a time (Unix seconds, as
+#: ``date +%s`` prints, or RFC 3339) no older than the object: a request copied from Git or restored
+#: from a backup onto a new object is not acted on again.
 REQUESTED_AT = f"{GROUP}/requested-at"
+#: Annotation whose new value asks for a harmless re-sync now (Flux's reconcile.fluxcd.io/requestedAt):
+#: it never starts a run or a prune. "Retry" in the docs means this one.
+RECONCILE_AT = f"{GROUP}/reconcile-at"
 #: Annotation that lets a CleanupPolicy adopt a vendor policy that already exists under its key.
 ADOPT = f"{GROUP}/adopt"
 #: Annotation that lets an admin release the finalizer of a resource whose vendor stays unreachable.
 FORCE_DELETE = f"{GROUP}/force-delete"
+#: Written by the operator on a StoragePrune (without a schedule) whose one prune, asked for by its
+#: creation, has been started: a copy restored from a backup keeps it, and does not prune again.
+CREATION_SERVED = f"{GROUP}/creation-prune-started"
+#: The finalizer guarding the vendor objects a resource owns (Kopf's, renamed to be visibly ours).
+FINALIZER = f"{GROUP}/finalizer"
 
 
 def Duration(default: str, description: str, bounds: DurationRange) -> Any:
@@ -133,7 +143,13 @@ class CommonStatus(Model):
         default_factory=list, description="Ready, Synced, Reconciling, Stalled."
     )
     last_handled_requested_at: str | None = Field(
-        None, description=f"The last value of the {REQUESTED_AT} annotation that was acted on."
+        None, description=f"The last value of the {REQUESTED_AT} annotation that was acted on (or refused)."
+    )
+    last_refusal: str | None = Field(
+        None, description=f"Why the last {REQUESTED_AT} value was refused (not acted on, now or later)."
+    )
+    last_handled_reconcile_at: str | None = Field(
+        None, description=f"The last value of the {RECONCILE_AT} annotation that was acted on."
     )
     last_request_id: str | None = Field(
         None, description="The vendor's request id of the last error, for support."

@@ -18,7 +18,7 @@ from ..api.artifact_stream_sync import (
     HarnessSource,
     SourceCraftSource,
 )
-from ..api.common import REQUESTED_AT, parse_duration
+from ..api.common import RECONCILE_AT, parse_duration
 from ..credentials import CredentialsError
 from ..runtime import Context, Event, Obj, Outcome, jittered
 from ..schedule import Cron
@@ -30,7 +30,11 @@ from .common import (
     failure_outcome,
     interval_of,
     invalid_spec_outcome,
+    new_request,
+    note_reconcile_request,
     parse_spec,
+    refuse_request,
+    request_refusal,
     was_stalled_with,
 )
 from .conditions import BACKOFF, StatusBuilder, iso, now, parse_time
@@ -53,8 +57,16 @@ class ArtifactStreamSyncReconciler:
         """Whether a sync is due now, and otherwise the seconds until it is."""
         if obj.status.get("observedGeneration") != obj.generation:
             return True, 0.0
-        requested = obj.annotations.get(REQUESTED_AT)
-        if requested and requested != b.get("lastHandledRequestedAt"):
+        if new_request(obj, b):
+            return True, 0.0
+        retry = obj.annotations.get(RECONCILE_AT)
+        # A harmless re-sync: SourceCraft is only read; a Harness clean-up is made again only when
+        # the last one did not complete (never ahead of its interval otherwise).
+        if (
+            retry
+            and retry != b.get("lastHandledReconcileAt")
+            and (spec.source_craft is not None or not b.is_true("Ready"))
+        ):
             return True, 0.0
         last = parse_time(b.get("lastSyncedAt") or b.get("lastAttemptAt"))
         if last is None:
@@ -82,17 +94,26 @@ class ArtifactStreamSyncReconciler:
             return invalid_spec_outcome(obj, InvalidSpec(str(exc)))
         b = obj.builder()
         b["source"] = "harness" if spec.harness else "sourceCraft"
-        if spec.suspend:
-            b.suspended()
-            b.observe()
-            return Outcome(b.result(), None)
-        due, wait = self._due(obj, spec, b)
-        if not due and b.get("inventory", {}).get("runStatus") not in ("created", "prepared", "processing"):
-            return Outcome(b.result(), wait)
-        requested = obj.annotations.get(REQUESTED_AT)
-        if requested:
-            b["lastHandledRequestedAt"] = requested
         events: list[Event] = []
+        requested = new_request(obj, b)
+        refusal = request_refusal(obj, requested, suspended=spec.suspend) if requested else None
+        if requested and refusal:
+            refuse_request(b, events, requested, refusal)
+            b["lastRefusal"] = refusal
+        if spec.suspend:
+            note_reconcile_request(obj, b)
+            b.suspended()
+            if refusal:
+                b.set_condition("Reconciling", False, "Suspended", f"spec.suspend is true: {refusal}")
+            b.observe()
+            return Outcome(b.result(), None, events)
+        due, wait = self._due(obj, spec, b)
+        note_reconcile_request(obj, b)
+        if not due and b.get("inventory", {}).get("runStatus") not in ("created", "prepared", "processing"):
+            return Outcome(b.result(), wait, events)
+        if requested and not refusal:
+            b["lastHandledRequestedAt"] = requested
+            b["lastRefusal"] = None
         attempt = self._failures.get(obj.uid, 0)
         secret_name = (
             spec.harness.api_key_secret_ref.name if spec.harness else spec.source_craft.token_secret_ref.name  # type: ignore[union-attr]

@@ -4,26 +4,36 @@ Steps, in order: parse and check the spec → resolve the key and our claim on i
 policy → create / adopt / correct it (Manage) or report differences (ObserveOnly) → start a run the
 requested-at annotation asks for → follow the run. Each step owns the conditions it sets.
 
+Ownership (Crossplane's create-pending guard): a vendor policy is ours only when Artifactory
+answered our create with 2xx (``status.ownedPolicy``, origin ``Created``) or an explicit adopt named
+it (origin ``Adopted``). Before the create POST, ``status.createPending`` records what is sent; a
+definite refusal clears it; after a crash, an existing policy counts as ours only when it is exactly
+what was sent. Nothing that is not ours is ever updated, enabled, run or deleted.
+
 Duplicate-free runs: before ``PUT …/run`` the request is written to status (``lastRun.state:
-Starting``). An operator that dies between that write and the run id finds ``Starting`` and
-looks for the run in the run summaries instead of starting another.
+Starting``, with the newest run id Artifactory showed before). An operator that dies between that
+write and the run id finds ``Starting`` and looks for a newer run in the run summaries instead of
+starting another; a server too old to list runs is not asked again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import re
 import time
 from typing import Any
 
 from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
-from ..api.common import ADOPT, REQUESTED_AT, parse_duration
+from ..api.common import ADOPT, Connection, parse_duration
 from ..credentials import CredentialsError
 from ..runtime import Context, Event, Obj, Outcome, Retry
 from ..vendors import jfrog
-from ..vendors.errors import ConflictError, NotFoundError, VendorError
+from ..vendors.errors import AuthError, ConflictError, NotFoundError, RejectedError, VendorError
 from .common import (
+    REQUEST_REFUSED,
     InvalidSpec,
     claim_owner,
     failure_outcome,
@@ -31,14 +41,21 @@ from .common import (
     invalid_spec_outcome,
     jfrog_claim_url,
     jfrog_client,
+    new_request,
+    note_reconcile_request,
     parse_spec,
+    refuse_request,
+    request_refusal,
+    request_time,
     was_stalled_with,
 )
-from .conditions import BACKOFF, StatusBuilder, iso
+from .conditions import BACKOFF, StatusBuilder, iso, parse_time
 
 log = logging.getLogger(__name__)
 
 ALREADY_EXISTS = "AlreadyExists"
+IDENTITY_CHANGED = "IdentityChanged"
+WAITING_FOR_FINALIZER = "WaitingForFinalizer"
 CONFLICT = "Conflict"
 POLICY_RUNNING = "PolicyRunning"
 SYNCED_REASON = "Synced"
@@ -130,6 +147,39 @@ def differences(desired: jfrog.Policy, current: jfrog.Policy) -> list[str]:
     return out
 
 
+def policy_digest(policy: jfrog.Policy) -> str:
+    """A fingerprint of a policy's body (not ``enabled``), equal for what we sent and its echo."""
+    body = {k: v for k, v in jfrog.normalise_policy(policy).items() if k != "enabled"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def identity(url: str, key: str) -> dict[str, str]:
+    return {"url": url, "key": key}
+
+
+def owned_policy(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The vendor policy this resource owns, from status (``ownedPolicy``).
+
+    Status written before ownership was recorded (``managed: true`` with a successful sync and no
+    create in flight) counts as ownership of ``policyKey``, with the URL unknown.
+    """
+    owned = status.get("ownedPolicy")
+    if isinstance(owned, dict) and owned.get("key"):
+        return owned
+    if (
+        status.get("managed")
+        and status.get("policyKey")
+        and status.get("lastSyncedAt")
+        and not status.get("createPending")
+    ):
+        return {"key": status["policyKey"], "origin": "Created"}
+    return None
+
+
+def same_identity(record: dict[str, Any], url: str, key: str) -> bool:
+    return record.get("key") == key and record.get("url", url) == url
+
+
 class CleanupPolicyReconciler:
     kind = CLEANUP_POLICY
 
@@ -158,10 +208,16 @@ class CleanupPolicyReconciler:
         b = obj.builder()
         key = policy_key(obj, spec)
         b["policyKey"] = key
+        note_reconcile_request(obj, b)
         if spec.suspend:
+            events: list[Event] = []
+            requested = new_request(obj, b)
+            if requested:
+                message = request_refusal(obj, requested, suspended=True) or ""
+                self._refuse_run(b, events, requested, spec.on_demand_run.dry_run, message)
             b.suspended()
             b.observe()
-            return Outcome(b.result(), None)
+            return Outcome(b.result(), None, events)
 
         claim = self.claim_key(obj.claim_body())
         owner = claim_owner(self.ctx, self.kind.plural, claim) if claim else None
@@ -173,7 +229,7 @@ class CleanupPolicyReconciler:
             b.observe()
             return Outcome(b.result(), interval_of(spec.interval))
 
-        events: list[Event] = []
+        events = []
         attempt = self._failures.get(obj.uid, 0)
         try:
             async with self.ctx.vendor_slots:
@@ -220,31 +276,66 @@ class CleanupPolicyReconciler:
                 b.stalled(UNSUPPORTED, "; ".join(problems))
                 return interval_of(spec.interval)
 
-        managed = bool(obj.status.get("managed")) and obj.status.get("policyKey") == key
+        url = jfrog_claim_url(obj.spec) or spec.connection.url
+        owned = owned_policy(b.data)
+        if owned is not None and not same_identity(owned, url, key):
+            b["managed"] = None
+            b.stalled(
+                IDENTITY_CHANGED,
+                f"this resource owns policy {owned['key']} on {owned.get('url', 'its Artifactory')}, but the spec"
+                f" now names policy {key} on {url}: the policy's identity cannot change. Revert"
+                " spec.policyKey, spec.projectKey and spec.connection.url, or create a new resource for the"
+                " new policy (deleting this one removes the old policy as its deletionPolicy says)",
+            )
+            return interval_of(spec.interval)
+        pending = b.get("createPending")
+        if isinstance(pending, dict) and not same_identity(pending, url, key):
+            pending = None
         wrote = False
-        if current is None:
-            if managed and obj.status.get("lastSyncedAt"):
-                self._count_drift(b, events, f"policy {key} was deleted in Artifactory; recreated it")
-            # Mark the policy as ours before creating it, so a crash right after POST cannot turn
-            # our own policy into someone else's on restart.
-            b["managed"] = True
-            await self.ctx.write_status(obj, b.result())
-            await client.create_policy(desired.model_copy(update={"enabled": False}))
-            if spec.enabled:
-                await client.set_enabled(key, True)
+        if owned is None and isinstance(pending, dict) and current is not None:
+            # Crashed (or lost the answer) after asking Artifactory to create the policy: it is
+            # ours only if it is exactly what we sent.
+            b["createPending"] = None
+            if policy_digest(current) != pending.get("digest"):
+                b["managed"] = None
+                b.stalled(
+                    ALREADY_EXISTS,
+                    f"a cleanup policy with key {key} exists in Artifactory but is not the one this resource"
+                    " asked to create: it is left untouched. Annotate the resource with"
+                    f' {ADOPT}: "{key}" to adopt it',
+                )
+                return interval_of(spec.interval)
+            owned = {**identity(url, key), "origin": "Created"}
+            b["ownedPolicy"] = owned
             events.append(Event("Normal", "Created", f"created cleanup policy {key} in Artifactory"))
+        if current is None:
+            if owned is None and not obj.guarded:
+                b.progressing(WAITING_FOR_FINALIZER, "waiting for the finalizer before creating the policy")
+                return 1.0
+            created = await self._create(obj, spec, key, url, b, events, client, desired)
+            if not created:
+                return interval_of(spec.interval)
+            if owned is not None and obj.status.get("lastSyncedAt"):
+                self._count_drift(b, events, f"policy {key} was deleted in Artifactory; recreated it")
+            else:
+                events.append(Event("Normal", "Created", f"created cleanup policy {key} in Artifactory"))
+            owned = b["ownedPolicy"]
             wrote = True
         else:
-            if not managed:
-                if obj.annotations.get(ADOPT) != "true":
+            if owned is None:
+                adopt = obj.annotations.get(ADOPT)
+                if adopt not in (key, "true") or b.get("adoptedPolicy"):
                     b["managed"] = None
                     b.stalled(
                         ALREADY_EXISTS,
-                        f"a cleanup policy with key {key} already exists in Artifactory; annotate the resource"
-                        f' with {ADOPT}: "true" to adopt it',
+                        f"a cleanup policy with key {key} already exists in Artifactory and is not this"
+                        f' resource\'s: it is left untouched. Annotate the resource with {ADOPT}: "{key}"'
+                        " to adopt it",
                     )
                     return interval_of(spec.interval)
-                b["managed"] = True
+                owned = {**identity(url, key), "origin": "Adopted"}
+                b["ownedPolicy"] = owned
+                b["adoptedPolicy"] = identity(url, key)
                 events.append(Event("Normal", "Adopted", f"adopted existing cleanup policy {key}"))
             diffs = differences(desired, current)
             body_diffs = [d for d in diffs if d != "enabled"]
@@ -255,11 +346,15 @@ class CleanupPolicyReconciler:
                 await client.set_enabled(key, spec.enabled)
                 wrote = True
             if wrote:
-                spec_changed = obj.status.get("observedGeneration") != obj.generation or not managed
+                spec_changed = obj.status.get("observedGeneration") != obj.generation or (
+                    owned.get("origin") == "Adopted" and not obj.status.get("ownedPolicy")
+                )
                 if spec_changed:
                     events.append(Event("Normal", "Updated", f"updated policy {key}: {', '.join(diffs)}"))
                 else:
                     self._count_drift(b, events, f"corrected drift in policy {key}: {', '.join(diffs)}")
+        if "url" not in owned:  # status from before ownership was recorded
+            b["ownedPolicy"] = {**identity(url, key), "origin": owned.get("origin", "Created")}
         if wrote or current is None:
             current = await client.get_policy(key)
             b["lastSyncedAt"] = iso()
@@ -277,6 +372,66 @@ class CleanupPolicyReconciler:
             )
             return poll
         return interval_of(spec.interval)
+
+    async def _create(
+        self,
+        obj: Obj,
+        spec: CleanupPolicySpec,
+        key: str,
+        url: str,
+        b: StatusBuilder,
+        events: list[Event],
+        client: jfrog.JFrogClient,
+        desired: jfrog.Policy,
+    ) -> bool:
+        """Create the policy under the create-pending guard; True when Artifactory confirmed it."""
+        sent = desired.model_copy(update={"enabled": False})
+        b["createPending"] = {**identity(url, key), "digest": policy_digest(sent), "since": iso()}
+        await self.ctx.write_status(obj, b.result())
+        try:
+            await client.create_policy(sent)
+        except jfrog.PolicyExists:
+            # Someone else created it first: a definite refusal, and not ours.
+            b["createPending"] = None
+            b["managed"] = None
+            b.stalled(
+                ALREADY_EXISTS,
+                f"Artifactory refused to create policy {key}: a policy with that key already exists and is"
+                f' not this resource\'s. It is left untouched. Annotate the resource with {ADOPT}: "{key}"'
+                " to adopt it",
+            )
+            return False
+        except (RejectedError, AuthError, NotFoundError):
+            b["createPending"] = None  # a definite refusal: nothing was created
+            raise
+        # Confirmed (2xx): from here on the policy is ours.
+        b["createPending"] = None
+        b["ownedPolicy"] = {**identity(url, key), "origin": "Created"}
+        b["managed"] = True
+        await self.ctx.write_status(obj, b.result())
+        if spec.enabled:
+            await client.set_enabled(key, True)
+        return True
+
+    @staticmethod
+    def _refuse_run(
+        b: StatusBuilder,
+        events: list[Event],
+        requested: str,
+        dry: bool,
+        message: str,
+        reason: str = REQUEST_REFUSED,
+    ) -> None:
+        b["lastRun"] = {"requestedAt": requested, "dryRun": dry, "state": "Refused", "message": message}
+        refuse_request(b, events, requested, message, reason=reason)
+
+    @staticmethod
+    async def _listed_runs(client: jfrog.JFrogClient, key: str) -> list[jfrog.RunSummary] | None:
+        """The policy's runs, or None when this Artifactory cannot list them (before 7.117: 404)."""
+        try:
+            return await client.run_summaries(key)
+        except NotFoundError:
+            return None
 
     async def _version(self, url: str, client: jfrog.JFrogClient) -> jfrog.ArtifactoryVersion:
         """The server's version, read at most every VERSION_TTL seconds per URL (it gates features)."""
@@ -323,38 +478,78 @@ class CleanupPolicyReconciler:
         """Start the run the annotation asks for, once; follow a run in progress. Returns a poll delay."""
         poll = parse_duration(spec.on_demand_run.poll_interval)
         last: dict[str, Any] = dict(b.get("lastRun") or {})
-        requested = obj.annotations.get(REQUESTED_AT)
-        if requested and requested != b.get("lastHandledRequestedAt"):
+        requested = new_request(obj, b)
+        dry = spec.on_demand_run.dry_run
+        if requested:
+            recovering = last.get("state") == "Starting" and last.get("requestedAt") == requested
+            refusal = None if recovering else request_refusal(obj, requested, suspended=False)
+            if refusal is not None:
+                self._refuse_run(b, events, requested, dry, refusal)
+                return None
+            previous = await self._listed_runs(client, key)
+            summaries = previous is not None
             found = None
-            if last.get("state") == "Starting" and last.get("requestedAt") == requested:
-                # Crashed (or refused) between recording the request and recording the run id:
-                # look for the run before starting one, so that one request makes one run.
-                found = await self._find_started_run(client, key, last)
+            if recovering:
+                # Crashed (or lost the answer) between recording the request and recording the run
+                # id: look for the run before starting one, so that one request makes one run.
+                if not summaries:
+                    last.update(
+                        state="Unknown",
+                        message="the operator restarted while starting this run, and this Artifactory"
+                        " cannot list runs (run summaries need 7.117): check Artifactory; set a new"
+                        " requested-at to run again",
+                    )
+                    b["lastRun"] = last
+                    b["lastHandledRequestedAt"] = requested
+                    events.append(Event("Warning", "RunUnknown", last["message"]))
+                    return None
+                found = _find_started_run(previous or [], last)
                 if found is not None:
                     last.update(found)
                     events.append(Event("Normal", "RunFound", f"found run {found['runId']} of policy {key}"))
+            elif summaries and not obj.status.get("lastHandledRequestedAt"):
+                # Status may have been lost: a run started since the request answers it already.
+                found = _run_since(previous or [], requested, dry)
+                if found is not None:
+                    last = {"requestedAt": requested, "dryRun": dry, **found}
+                    events.append(
+                        Event(
+                            "Normal", "RunFound", f"run {found['runId']} of policy {key} already answers it"
+                        )
+                    )
             if found is None:
-                dry = spec.on_demand_run.dry_run
                 if not current.enabled:
-                    last = {
-                        "requestedAt": requested,
-                        "dryRun": dry,
-                        "state": "Refused",
-                        "message": f"policy {key} is disabled in Artifactory: a disabled policy cannot run;"
-                        " set spec.enabled to true",
-                    }
-                    b["lastRun"] = last
-                    b["lastHandledRequestedAt"] = requested
-                    events.append(Event("Warning", "RunRefused", last["message"]))
+                    message = (
+                        f"policy {key} is disabled in Artifactory: a disabled policy cannot run;"
+                        " set spec.enabled to true"
+                    )
+                    self._refuse_run(b, events, requested, dry, message, reason="RunRefused")
                     return None
-                if last.get("state") != "Starting" or last.get("requestedAt") != requested:
+                if not recovering:
                     last = {"requestedAt": requested, "dryRun": dry, "state": "Starting", "startedAt": iso()}
+                    if previous is not None:
+                        last["previousRunId"] = max((r.run_id for r in previous), default=0)
                     b["lastRun"] = last
                     await self.ctx.write_status(obj, b.result())
-                run_id = await client.run_policy(key, dry_run=dry)
+                try:
+                    run_id = await client.run_policy(key, dry_run=dry)
+                except (RejectedError, AuthError, NotFoundError) as exc:
+                    # A definite refusal: the run did not start, and this request is answered.
+                    message = f"Artifactory refused the run: {exc}"
+                    self._refuse_run(b, events, requested, dry, message, reason="RunRefused")
+                    if isinstance(exc, AuthError):
+                        raise
+                    return None
                 last = {**last, "runId": run_id, "state": "Running"}
+                if not summaries:
+                    last.update(
+                        state="Started",
+                        message="this Artifactory cannot report run results (run summaries need 7.117):"
+                        " the run was started, and its results are only shown in Artifactory",
+                    )
                 kind = "dry run" if dry else "run"
                 events.append(Event("Normal", "RunStarted", f"started {kind} {run_id} of policy {key}"))
+            last.pop("previousRunId", None)
             b["lastRun"] = last
             b["lastHandledRequestedAt"] = requested
             # Written at once: the run id must survive a crash before the end of this reconcile.
@@ -387,35 +582,46 @@ class CleanupPolicyReconciler:
                 return _last_run_fields(summary)
         return None
 
-    async def _find_started_run(
-        self, client: jfrog.JFrogClient, key: str, last: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """After a crash between starting a run and recording it: the newest run since we asked."""
-        since = str(last.get("startedAt") or "")
-        candidates = [s for s in await client.run_summaries(key) if (s.started_at or "") >= since[:19]]
-        if not candidates:
-            return None
-        newest = max(candidates, key=lambda s: s.run_id)
-        return {"runId": newest.run_id, **_last_run_fields(newest)}
-
     async def finalize(self, obj: Obj) -> Outcome | None:
+        """Delete the policy this resource owns: disable it, stop its runs (ours or its cron's), delete.
+
+        A policy that is not ours (never confirmed created, nor adopted) is never touched.
+        """
         try:
             spec = parse_spec(CleanupPolicySpec, obj)
         except InvalidSpec:
             return None
-        key = obj.status.get("policyKey") or policy_key(obj, spec)
         if spec.deletion_policy == "Orphan" or spec.management_policy == "ObserveOnly":
             return None
-        if not obj.status.get("managed"):
+        owned = owned_policy(obj.status)
+        pending = obj.status.get("createPending")
+        if owned is None and not isinstance(pending, dict):
             return None
+        record = owned if owned is not None else pending
+        assert isinstance(record, dict)
+        key = str(record["key"])
+        # The connection the policy was made through (identity fields are immutable at admission).
+        conn = spec.connection
+        if record.get("url") and record["url"] != (jfrog_claim_url(obj.spec) or conn.url):
+            conn = Connection.model_validate({**conn.dump(), "url": record["url"]})
         b = obj.builder()
         try:
-            client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
-            last = obj.status.get("lastRun") or {}
-            if last.get("state") == "Running" and last.get("runId") is not None:
-                with contextlib.suppress(NotFoundError, ConflictError):
-                    await client.stop_run(int(last["runId"]))
-            await client.delete_policy(key)
+            client = await jfrog_client(self.ctx, obj.namespace, conn)
+            try:
+                current = await client.get_policy(key)
+            except NotFoundError:
+                return None
+            if owned is None and policy_digest(current) != record.get("digest"):
+                return None  # the create never happened; this policy is someone else's
+            if current.enabled:
+                await client.set_enabled(key, False)  # no new cron run may start meanwhile
+            stopping = await self._stop_runs(client, key, obj.status.get("lastRun") or {})
+            try:
+                await client.delete_policy(key)
+            except jfrog.PolicyRunning as exc:
+                message = f"waiting for run(s) {', '.join(map(str, stopping)) or '?'} of policy {key} to stop"
+                b.set_condition("Ready", False, "Deleting", message)
+                raise Retry(message, 2.0, status=b.result()) from exc
         except NotFoundError:
             return None
         except (VendorError, CredentialsError) as exc:
@@ -434,6 +640,47 @@ class CleanupPolicyReconciler:
             raise Retry(failure.message, retry or BACKOFF.delay(attempt), status=b.result()) from exc
         self._failures.pop(obj.uid, None)
         return None
+
+    @staticmethod
+    async def _stop_runs(client: jfrog.JFrogClient, key: str, last: dict[str, Any]) -> list[int]:
+        """Stop every run of ``key`` in progress (the one we started and any its cron started)."""
+        running: set[int] = set()
+        if last.get("state") in ("Running", "Started") and last.get("runId") is not None:
+            running.add(int(last["runId"]))
+        with contextlib.suppress(NotFoundError):  # older servers cannot list runs
+            running |= {r.run_id for r in await client.run_summaries(key) if r.state == "Running"}
+        for run_id in sorted(running):
+            with contextlib.suppress(NotFoundError, ConflictError):
+                await client.stop_run(run_id)
+        return sorted(running)
+
+
+def _find_started_run(runs: list[jfrog.RunSummary], last: dict[str, Any]) -> dict[str, Any] | None:
+    """After a crash between starting a run and recording it: a run newer than the newest one
+    Artifactory listed before we asked (its own ids, so no clock is compared)."""
+    if "previousRunId" in last:
+        baseline = int(last["previousRunId"])
+        candidates = [s for s in runs if s.run_id > baseline]
+    else:  # a Starting record written before baselines were kept
+        since = str(last.get("startedAt") or "")
+        candidates = [s for s in runs if (s.started_at or "") >= since[:19]]
+    candidates = [s for s in candidates if s.dry_run is None or s.dry_run == bool(last.get("dryRun"))]
+    if not candidates:
+        return None
+    oldest = min(candidates, key=lambda s: s.run_id)
+    return {"runId": oldest.run_id, **_last_run_fields(oldest)}
+
+
+def _run_since(runs: list[jfrog.RunSummary], requested: str, dry: bool) -> dict[str, Any] | None:
+    """A run of the same kind that started at or after the requested time, if Artifactory lists one."""
+    when = request_time(requested)
+    if when is None:
+        return None
+    for run in runs:
+        started = parse_time(run.started_at)
+        if started is not None and started >= when and (run.dry_run is None or run.dry_run == dry):
+            return {"runId": run.run_id, **_last_run_fields(run)}
+    return None
 
 
 def _last_run_fields(summary: jfrog.RunSummary) -> dict[str, Any]:

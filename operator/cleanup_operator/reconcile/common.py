@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from ..api.common import Connection, Model, parse_duration
+from ..api.common import RECONCILE_AT, REQUESTED_AT, Connection, Model, parse_duration
 from ..credentials import CredentialsError
-from ..runtime import Context, Obj, Outcome, jittered
+from ..runtime import Context, Event, Obj, Outcome, jittered
 from ..vendors.jfrog import JFrogClient
-from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify
+from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify, parse_time
 
 M = TypeVar("M", bound=Model)
 
@@ -88,3 +89,65 @@ def was_stalled_with(obj: Obj, reason: str) -> bool:
         c.get("type") == "Stalled" and c.get("status") == "True" and c.get("reason") == reason
         for c in obj.status.get("conditions") or []
     )
+
+
+REQUEST_REFUSED = "RequestRefused"
+
+
+def request_time(value: str) -> dt.datetime | None:
+    """The moment a requested-at value names: Unix seconds (``date +%s``) or RFC 3339; else None."""
+    text = value.strip()
+    if text.isdigit():
+        try:
+            return dt.datetime.fromtimestamp(int(text), dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if len(text) < 10 or not text[:4].isdigit():
+        return None
+    return parse_time(text)
+
+
+def new_request(obj: Obj, b: StatusBuilder) -> str | None:
+    """The requested-at value not yet handled, if any."""
+    requested = obj.annotations.get(REQUESTED_AT)
+    if requested and requested != b.get("lastHandledRequestedAt"):
+        return requested
+    return None
+
+
+def request_refusal(obj: Obj, value: str, *, suspended: bool) -> str | None:
+    """Why a new requested-at value must not start anything, or None when it may.
+
+    Acting only on a time no older than the object means a manifest re-applied from Git or a
+    resource restored from a backup (status gone, annotation kept) does not run again.
+    """
+    if suspended:
+        return f"{REQUESTED_AT}={value!r} arrived while spec.suspend is true: refused, and not acted on later"
+    when = request_time(value)
+    if when is None:
+        return (
+            f"{REQUESTED_AT}={value!r} is not a time: set it to the current time, as Unix seconds"
+            " (date +%s) or RFC 3339, to ask for a run"
+        )
+    created = parse_time(obj.created)
+    if created is not None and when < created.replace(microsecond=0):
+        return (
+            f"{REQUESTED_AT}={value!r} is older than this resource (created {obj.created}): a request"
+            " copied from Git or restored from a backup is not acted on again; set a new time to run"
+        )
+    return None
+
+
+def refuse_request(
+    b: StatusBuilder, events: list[Event], value: str, message: str, reason: str = REQUEST_REFUSED
+) -> None:
+    """Record a request as handled without acting on it, and say why (event and condition)."""
+    b["lastHandledRequestedAt"] = value
+    events.append(Event("Warning", reason, message))
+
+
+def note_reconcile_request(obj: Obj, b: StatusBuilder) -> None:
+    """Record the reconcile-at value this reconcile answers (Flux's lastHandledReconcileAt)."""
+    value = obj.annotations.get(RECONCILE_AT)
+    if value:
+        b["lastHandledReconcileAt"] = value

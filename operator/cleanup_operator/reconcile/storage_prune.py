@@ -5,11 +5,15 @@ requested-at annotation. A request is served by exactly one start, made safe acr
 
 1. Under an in-process lock per Artifactory, the vendor's status is read. A prune that is running
    is not restarted: when another StoragePrune of ours started it, this one waits; otherwise it is
-   followed and reported (reason ``AlreadyRunning``).
-2. ``phase: Pending`` with the request and the time is written to status *before* ``POST …/start``.
-3. An operator that restarts and finds ``Pending`` compares the vendor's run start time with the
-   time written in step 2: a run that started after it is ours and is followed; otherwise the
-   start never happened and is made now. Either way, one start per request.
+   followed and reported (reason ``AlreadyRunning``), never stopped by us.
+2. ``phase: Pending`` with the request and the vendor's own start time of the prune it showed
+   before (``pendingBaseline``) is written to status *before* ``POST …/start``.
+3. Only a 202 answer makes the prune ours (``startedByUs``): only then does deleting the resource
+   stop it. An operator that restarts (or lost the answer) and finds ``Pending`` compares the
+   vendor's prune with the baseline — the vendor's clock against itself, never against ours: the
+   same prune means the start never happened and it is made now; a newer one is followed to its
+   end, as unconfirmed (it may be another admin's), and not stopped on delete. Either way, one start
+   per request.
 """
 
 from __future__ import annotations
@@ -18,29 +22,35 @@ import datetime as dt
 import logging
 from typing import Any
 
-from ..api.common import REQUESTED_AT, parse_duration
+from ..api.common import CREATION_SERVED, parse_duration
 from ..api.storage_prune import STORAGE_PRUNE, StoragePruneSpec
 from ..credentials import CredentialsError
 from ..runtime import Context, Event, Obj, Outcome, Retry
 from ..schedule import Cron
 from ..vendors import jfrog
-from ..vendors.errors import VendorError
+from ..vendors.errors import AuthError, NotFoundError, RejectedError, VendorError
 from .common import (
     InvalidSpec,
     failure_outcome,
     invalid_spec_outcome,
     jfrog_claim_url,
     jfrog_client,
+    new_request,
+    note_reconcile_request,
     parse_spec,
+    refuse_request,
+    request_refusal,
     was_stalled_with,
 )
-from .conditions import BACKOFF, StatusBuilder, iso, now, parse_time
+from .conditions import BACKOFF, SUSPENDED, StatusBuilder, iso, now, parse_time
 
 log = logging.getLogger(__name__)
 
 DIRECTORIES = 256
 ACTIVE = ("Pending", "Running")
 ALREADY_RUNNING = "AlreadyRunning"
+UNCONFIRMED = "UnconfirmedPrune"
+WAITING_FOR_FINALIZER = "WaitingForFinalizer"
 WAITING = "WaitingForOtherPrune"
 TERMINAL = {"finished": "Succeeded", "stopped": "Stopped", "error": "Failed"}
 
@@ -119,20 +129,26 @@ class StoragePruneReconciler:
     def pending_request(
         self, obj: Obj, spec: StoragePruneSpec, b: StatusBuilder
     ) -> tuple[str, dict[str, Any]] | None:
-        """(request id, status fields recording it as handled), or None when nothing asks for a run."""
-        requested = obj.annotations.get(REQUESTED_AT)
-        if requested and requested != b.get("lastHandledRequestedAt"):
+        """(request id, status fields recording it as handled), or None when nothing asks for a run.
+
+        Never called while suspended: a request that arrives then is refused, and ticks missed while
+        suspended are skipped.
+        """
+        requested = new_request(obj, b)
+        if requested:
             return f"requested-at:{requested}", {"lastHandledRequestedAt": requested}
-        if spec.suspend:
-            return None
         if spec.schedule:
             cron = Cron.parse(spec.schedule)
             since = parse_time(b.get("lastScheduleTime")) or parse_time(obj.created) or now()
+            resumed = (b.condition("Reconciling") or {}).get("reason") == SUSPENDED
+            if resumed:
+                since = max(since, now())  # ticks missed while suspended never fire later
+                b["lastScheduleTime"] = iso(since)
             tick = cron.last_due(since, now())
             if tick is not None:
                 return f"schedule:{iso(tick)}", {"lastScheduleTime": iso(tick)}
             return None
-        if not b.get("runStartedFor") and not b.get("history"):
+        if not b.get("runStartedFor") and not b.get("history") and CREATION_SERVED not in obj.annotations:
             return "created", {}
         return None
 
@@ -151,6 +167,7 @@ class StoragePruneReconciler:
         except (InvalidSpec, ValueError) as exc:
             return invalid_spec_outcome(obj, InvalidSpec(str(exc)))
         b = obj.builder()
+        note_reconcile_request(obj, b)
         events: list[Event] = []
         poll = parse_duration(spec.poll_interval)
         attempt = self._failures.get(obj.uid, 0)
@@ -174,25 +191,37 @@ class StoragePruneReconciler:
         self, obj: Obj, spec: StoragePruneSpec, b: StatusBuilder, events: list[Event], poll: float
     ) -> float | None:
         url = jfrog_claim_url(obj.spec) or spec.connection.url
-        client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
         phase = b.get("phase")
+        started = phase == "Running" or (phase == "Pending" and b.get("pendingSince"))
+        requested = new_request(obj, b)
+        refusal = request_refusal(obj, requested, suspended=spec.suspend) if requested else None
+        if requested and refusal:
+            refuse_request(b, events, requested, refusal)
+            b["lastRefusal"] = refusal
+        if spec.suspend and not started:
+            # Nothing starts while suspended (a prune already started is still followed).
+            b.suspended()
+            if refusal:
+                b.set_condition("Reconciling", False, SUSPENDED, f"spec.suspend is true: {refusal}")
+            return None
+        client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
 
         if phase in ACTIVE:
             vendor = await client.prune_status()
             return await self._follow(obj, spec, b, events, poll, vendor, url, client)
 
-        request = self.pending_request(obj, spec, b)
+        request = None if refusal else self.pending_request(obj, spec, b)
         if request is None:
-            if phase is None:
-                b["phase"] = "Pending" if not spec.suspend else None
-                if spec.suspend:
-                    b.suspended()
-                else:
-                    b.progressing("Scheduled", f"waiting for the schedule {spec.schedule!r}")
-            elif spec.suspend:
-                b.suspended()
+            if phase is None and spec.schedule:
+                b["phase"] = "Pending"
+                b.progressing("Scheduled", f"waiting for the schedule {spec.schedule!r}")
+            elif refusal and not b.condition("Ready"):
+                b.stalled("RequestRefused", refusal)
             return self.next_tick_delay(obj, spec, b)
 
+        if not obj.guarded:
+            b.progressing(WAITING_FOR_FINALIZER, "waiting for the finalizer before starting a prune")
+            return 1.0
         async with self.ctx.lock(f"prune:{url}"):
             vendor = await client.prune_status()
             other = self._other_runner(obj, url)
@@ -207,12 +236,15 @@ class StoragePruneReconciler:
             if vendor is not None and vendor.status == "running":
                 return self._adopt_foreign(b, events, vendor, token, handled, poll)
             # Step 2 of the module docstring: the request goes to status before the start.
+            baseline = vendor.timing.started_at_millis if vendor is not None and vendor.timing else None
             b.update(
                 {
                     "phase": "Pending",
                     "runStartedFor": token,
-                    "startedByUs": True,
+                    "startedByUs": None,
                     "pendingSince": iso(),
+                    "pendingBaseline": {"startedAtMillis": baseline} if baseline else {"none": True},
+                    "lastRefusal": None,
                     **handled,
                 }
             )
@@ -243,6 +275,12 @@ class StoragePruneReconciler:
                 if vendor is None:
                     raise
                 return self._adopt_foreign(b, events, vendor, token, handled, poll)
+            except (RejectedError, AuthError, NotFoundError) as exc:
+                # A definite refusal: nothing started, and this request is answered.
+                self._running.pop(url, None)
+                b.update({"phase": "Failed", "pendingSince": None, "pendingBaseline": None})
+                b["error"] = f"Artifactory refused to start the prune: {exc}"
+                raise
             except BaseException:
                 self._running.pop(url, None)
                 raise
@@ -253,9 +291,15 @@ class StoragePruneReconciler:
                     f"started a {'dry-run ' if spec.dry_run else ''}prune of unreferenced data ({token})",
                 )
             )
-            b["phase"] = "Running"
-            b["pendingSince"] = None
+            # Confirmed (202): from here on the prune is ours, and deleting the resource stops it.
+            b.update({"phase": "Running", "startedByUs": True, "pendingSince": None, "pendingBaseline": None})
             b.progressing("Running", "prune started")
+            if token == "created":
+                # Kept by a backup of the object (status is not): its restored copy does not prune again.
+                await self.ctx.write_status(obj, b.result())
+                await self.ctx.kube.annotate(
+                    obj.kind.plural, obj.namespace, obj.name, {CREATION_SERVED: iso()}
+                )
             return min(poll, 2.0)
 
     def _adopt_foreign(
@@ -274,6 +318,7 @@ class StoragePruneReconciler:
                 "runStartedFor": token,
                 "startedByUs": False,
                 "pendingSince": None,
+                "pendingBaseline": None,
                 **handled,
             }
         )
@@ -295,17 +340,19 @@ class StoragePruneReconciler:
         client: jfrog.JFrogClient,
     ) -> float | None:
         if b.get("phase") == "Pending":
-            since = parse_time(b.get("pendingSince"))
+            baseline = b.get("pendingBaseline")
             started = vendor.timing.started_at_millis if vendor is not None and vendor.timing else None
-            ours = (
-                vendor is not None
-                and started is not None
-                and since is not None
-                and started / 1000 >= since.timestamp() - 1
-            )
-            if not ours:
-                # Crashed between writing Pending and starting: the start never happened.
+            if not b.get("pendingSince"):
+                newer = False  # waiting for a schedule tick: nothing was asked for yet
+            elif isinstance(baseline, dict):
+                before = baseline.get("startedAtMillis")
+                newer = started is not None and started != before
+            else:  # a Pending record from before baselines: any prune may be the one we started
+                newer = vendor is not None
+            if not newer:
+                # The start never happened (the vendor shows the same prune as before): make it now.
                 b["phase"] = None
+                b["pendingBaseline"] = None
                 token = b.get("runStartedFor")
                 b["runStartedFor"] = None
                 if token and str(token).startswith("requested-at:"):
@@ -313,8 +360,18 @@ class StoragePruneReconciler:
                 if token and str(token).startswith("schedule:"):
                     b["lastScheduleTime"] = None
                 return await self._step(obj, spec, b, events, poll)
-            b["phase"] = "Running"
-            b["pendingSince"] = None
+            # A prune began after we recorded ours: our start may have made it (an answer lost in
+            # a crash) or another admin's may have. Follow it so the request is served once, but
+            # never claim it: it is not stopped on delete.
+            b.update(
+                {"phase": "Running", "pendingSince": None, "pendingBaseline": None, "startedByUs": False}
+            )
+            message = (
+                "a prune began while this resource was starting one, and Artifactory never confirmed"
+                " ours: following it without claiming it (it is not stopped if this resource is deleted)"
+            )
+            events.append(Event("Warning", UNCONFIRMED, message))
+            b["unconfirmed"] = True
         if vendor is None:
             b.progressing("Running", "waiting for Artifactory to report the prune")
             return poll
@@ -323,7 +380,13 @@ class StoragePruneReconciler:
         b.update(progress_fields(vendor))
         b.set_condition("Synced", True, "Polled", "")
         if vendor.status == "running":
-            reason = ALREADY_RUNNING if not b.get("startedByUs") else "Running"
+            reason = (
+                "Running"
+                if b.get("startedByUs")
+                else UNCONFIRMED
+                if b.get("unconfirmed")
+                else ALREADY_RUNNING
+            )
             b.progressing(
                 reason,
                 f"pruning: {b['progress']} directories ({b['percent']}%), {b['report']['reclaimed']} reclaimed",
@@ -351,6 +414,7 @@ class StoragePruneReconciler:
         )
         b["phase"] = phase
         b["startedByUs"] = None
+        b["unconfirmed"] = None
         if phase == "Succeeded":
             b.ready("PruneSucceeded", summary)
             events.append(Event("Normal", "PruneSucceeded", summary))
@@ -389,10 +453,10 @@ class StoragePruneReconciler:
             self._running.pop(url, None)
         if (
             not spec.stop_on_delete
-            or obj.status.get("phase") not in ACTIVE
-            or not obj.status.get("startedByUs")
+            or obj.status.get("phase") != "Running"
+            or obj.status.get("startedByUs") is not True
         ):
-            return None
+            return None  # only a prune Artifactory confirmed we started is ever stopped
         try:
             client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
             await client.prune_stop()  # False (412 "No running Prune task found") is fine
