@@ -391,16 +391,58 @@ async def test_prune_progress_follows_the_clock(jsim: JFrogSimulator, clock: Man
     assert status is not None
     assert (status["status"], status["progress"], status["lastHandledDirectory"]["name"]) == (
         "running",
-        "254 of 256",
+        "2 of 256",  # directories processed so far (fc, fd), not the position reached
         "fd",
     )
     clock.advance(100.0)
     status = jsim.prune_status()
     assert status is not None
-    assert (status["status"], status["progress"]) == ("finished", "256 of 256")
+    assert (status["status"], status["progress"]) == ("finished", "4 of 256")
     assert status["timing"]["durationMillis"] == 2000  # 4 directories at 0.5 s each, not the time asked at
     assert status["report"]["totalBytesCleaned"] == sum(directory_content(i)[2] for i in range(0xFC, 256))
     assert jsim.cleaned_directories == ["fc", "fd", "fe", "ff"]
+
+
+async def test_prune_progress_counts_processed_directories(
+    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: ManualClock, vendor_docs: Path
+) -> None:
+    """progress is "the number of directories that have been processed thus far" (the status document)."""
+    doc = (vendor_docs / "jfrog-pud-status.txt").read_text()
+    assert "The number of directories that have been processed thus far" in doc
+    jsim.prune_seconds_per_directory = 1.0
+    assert (await http.post(f"{PRUNE}/start", json={"startFromDirectory": "80"})).status_code == 202
+    started = (await http.get(f"{PRUNE}/status")).json()
+    assert (started["status"], started["progress"]) == ("running", "0 of 256")
+    clock.advance(64.5)
+    half = (await http.get(f"{PRUNE}/status")).json()
+    assert (half["status"], half["progress"], half["lastHandledDirectory"]["name"]) == (
+        "running",
+        "64 of 256",
+        "bf",
+    )
+    clock.advance(1000.0)
+    done = (await http.get(f"{PRUNE}/status")).json()
+    assert (done["status"], done["progress"], done["lastHandledDirectory"]["name"]) == (
+        "finished",
+        "128 of 256",  # 80 … ff
+        "ff",
+    )
+    assert done["timing"]["durationMillis"] == 128_000
+
+
+async def test_prune_progress_of_an_error_counts_from_the_start_directory(
+    http: httpx.AsyncClient, jsim: JFrogSimulator, clock: ManualClock
+) -> None:
+    jsim.prune_seconds_per_directory = 1.0
+    jsim.fail_prune_at_directory = "83"
+    await http.post(f"{PRUNE}/start", json={"startFromDirectory": "80"})
+    clock.advance(1000.0)
+    status = (await http.get(f"{PRUNE}/status")).json()
+    assert (status["status"], status["progress"], status["lastHandledDirectory"]["name"]) == (
+        "error",
+        "3 of 256",  # 80, 81, 82 processed; 83 failed
+        "83",
+    )
 
 
 def test_wall_skew_shifts_reported_wall_times(jsim: JFrogSimulator, clock: ManualClock) -> None:

@@ -2,8 +2,8 @@
 
 Faithful to ``vendor-docs/jfrog-*.txt`` and the JFrog sections of ``vendor-api-notes.md``; where no
 document fixes a shape it follows the assumptions written down once in the docstring of
-:mod:`cleanup_operator.vendors.jfrog` (run summary fields, refusal codes, server-echoed defaults,
-PUD progress counting). Choices of the simulator itself:
+:mod:`cleanup_operator.vendors.jfrog` (run summary fields, refusal codes, server-echoed defaults).
+PUD ``progress`` follows the status document's definition (see below). Choices of the simulator itself:
 
 - Creating a key that exists answers ``duplicate_key_status`` (409 by default: the key conflicts with
   the stored resource). A change (update, delete) while the policy runs answers
@@ -30,7 +30,9 @@ PUD progress counting). Choices of the simulator itself:
 - ``dryRun`` of ``PUT …/run`` must be ``true`` or ``false`` (400 otherwise, including absent).
 - Run summaries of an unknown policy key are an empty list; servers older than 7.117 answer 404.
 - PUD: directory ``i`` (``00`` … ``ff``) holds :func:`directory_content` binaries; the prune handles one
-  directory every ``prune_seconds_per_directory`` seconds from ``startFromDirectory``. A real prune
+  directory every ``prune_seconds_per_directory`` seconds from ``startFromDirectory``; ``progress``
+  ("N of 256") counts the directories handled so far, as the status document defines it, so a prune
+  from ``80`` reports "0 of 256" at its start and "128 of 256" when it finishes. A real prune
   empties the directories it handled of unreferenced binaries (a later prune finds none there); a dry
   run reports what it would clean and cleans nothing. ``startFromBinary`` and ``binaryOlderThanDays``
   are validated but do not change the counts. ``fail_prune_at_directory`` makes the prune end in
@@ -287,7 +289,9 @@ class _Prune:
             "status": status,
             "dryRun": self.dry_run,
             "timing": self._timing(self.started, end),
-            "progress": f"{self.start_index + handled} of {DIRECTORIES}",
+            # The document: "the number of directories that have been processed thus far" (a count,
+            # not the position reached): a prune from 80 starts at "0 of 256", finishes at "128 of 256".
+            "progress": f"{handled} of {DIRECTORIES}",
             "report": {
                 "totalBinariesProcessed": processed,
                 "totalBinariesCleaned": cleaned,
