@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ssl
 import time
 
 from .api.common import Connection, SecretKeySelector, parse_duration
@@ -74,6 +75,13 @@ class Credentials:
                 raise InvalidSecretError(
                     f"Secret {namespace}/{conn.ca_secret_ref.name} has no key {conn.ca_secret_ref.key!r}"
                 )
+            try:
+                ssl.create_default_context(cadata=ca_pem)
+            except (ssl.SSLError, ValueError):
+                raise InvalidSecretError(
+                    f"Secret {namespace}/{conn.ca_secret_ref.name} key {conn.ca_secret_ref.key!r} does not hold"
+                    " a PEM CA bundle: put the CA certificate(s) that signed the vendor's certificate there"
+                ) from None
         return ClientOptions(
             base_url=conn.url,
             headers=headers,

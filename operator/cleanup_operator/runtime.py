@@ -26,6 +26,8 @@ from .vendors.http import ClientOptions, ClientPool, RateLimiters
 
 log = logging.getLogger(__name__)
 
+INTERNAL_ERROR = "InternalError"
+
 #: Annotations whose change wakes an object's loop (besides a new generation).
 TRIGGER_ANNOTATIONS = (REQUESTED_AT, RECONCILE_AT, ADOPT, FORCE_DELETE)
 
@@ -353,14 +355,30 @@ class Scheduler:
                 "%s %s: status not written (%s); retrying in %.0fs", obj.kind.kind, obj.ref, exc, delay
             )
             return delay
-        except Exception:
+        except Exception as exc:
             self.ctx.metrics.inc("cleanup_operator_reconciles_total", kind=kind, result="error")
             failures = self._failures[uid] = self._failures.get(uid, 0) + 1
             delay = min(300.0, 2.0 * 2.0**failures)
             log.exception(
                 "%s %s: reconcile failed unexpectedly; retrying in %.0fs", obj.kind.kind, obj.ref, delay
             )
+            await self._report_internal_error(obj, exc, delay)
             return delay
+
+    async def _report_internal_error(self, obj: Obj, exc: Exception, delay: float) -> None:
+        """Say so in status: Ready False, reason InternalError, the exception's type (never its text,
+        which might hold anything), so an unexpected failure is never silent."""
+        b = obj.builder()
+        message = (
+            f"unexpected {type(exc).__name__} in the operator; retrying in {delay:.0f}s"
+            " (the operator's log has the details)"
+        )
+        b.set_condition("Ready", False, INTERNAL_ERROR, message)
+        b.set_condition("Reconciling", True, INTERNAL_ERROR, message)
+        try:
+            await self.ctx.write_status(obj, b.result())
+        except Exception:  # the API server may be the problem: the log has it already
+            log.warning("%s %s: could not report the failure in status", obj.kind.kind, obj.ref)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

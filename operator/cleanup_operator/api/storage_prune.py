@@ -35,7 +35,7 @@ def check_schedule(value: str | None) -> str | None:
     return value
 
 
-Phase = Literal["Pending", "Waiting", "Running", "Succeeded", "Stopped", "Failed"]
+Phase = Literal["Scheduled", "Pending", "Waiting", "Running", "Succeeded", "Stopped", "Failed"]
 
 
 class StoragePruneSpec(Model):
@@ -92,7 +92,11 @@ class PruneBaseline(Model):
 
 
 class StoragePruneStatus(CommonStatus):
-    phase: Phase | None = Field(None, description="Pending, Waiting, Running, Succeeded, Stopped or Failed.")
+    phase: Phase | None = Field(
+        None,
+        description="Scheduled (waiting for the first tick), Pending (a start asked for, not yet confirmed),"
+        " Waiting, Running, Succeeded, Stopped or Failed.",
+    )
     progress: str | None = Field(None, description='Directories processed: "N of 256".')
     percent: int | None = Field(None, description="Progress as a percentage.")
     report: PruneReport | None = Field(None, description="Counters of the current or last run.")

@@ -68,7 +68,8 @@ class ArtifactStreamSyncReconciler:
             and (spec.source_craft is not None or not b.is_true("Ready"))
         ):
             return True, 0.0
-        last = parse_time(b.get("lastSyncedAt") or b.get("lastAttemptAt"))
+        times = [t for t in (parse_time(b.get("lastSyncedAt")), parse_time(b.get("lastAttemptAt"))) if t]
+        last = max(times) if times else None
         if last is None:
             return True, 0.0
         if spec.schedule:
@@ -118,12 +119,15 @@ class ArtifactStreamSyncReconciler:
         secret_name = (
             spec.harness.api_key_secret_ref.name if spec.harness else spec.source_craft.token_secret_ref.name  # type: ignore[union-attr]
         )
+        # Computed before any vendor call: nothing after a clean-up may fail before its result is
+        # recorded (a failure there would repeat the clean-up on every retry).
+        after = self._after_sync(spec)
         try:
             if spec.harness:
-                requeue = await self._harness(obj, spec, spec.harness, b, events)
+                requeue = await self._harness(obj, spec, spec.harness, b, events, after)
             else:
                 assert spec.source_craft is not None
-                requeue = await self._sourcecraft(obj, spec, spec.source_craft, b, events)
+                requeue = await self._sourcecraft(obj, spec, spec.source_craft, b, events, after)
         except (VendorError, CredentialsError) as exc:
             self._failures[obj.uid] = attempt + 1
             if isinstance(exc, AuthError):
@@ -147,6 +151,7 @@ class ArtifactStreamSyncReconciler:
         src: HarnessSource,
         b: StatusBuilder,
         events: list[Event],
+        after: float,
     ) -> float:
         key = await self.ctx.credentials.key(obj.namespace, src.api_key_secret_ref)
         opts = ClientOptions(base_url=src.url, headers={"x-api-key": key, "Content-Type": "application/json"})
@@ -207,9 +212,11 @@ class ArtifactStreamSyncReconciler:
         total = len(results)
         b["streams"] = results
         b["synced"] = f"{counts['Succeeded']}/{total}"
-        if retry_in is None:
+        if retry_in is None and counts["Succeeded"]:
             b["lastSyncedAt"] = iso()
             b["lastAttemptAt"] = None
+        elif retry_in is None:  # every stream refused (unsupported or not found): checked, not synced
+            b["lastAttemptAt"] = iso()
         if counts["Succeeded"] == total:
             b.ready("Succeeded", f"{total} artifact stream(s) cleaned up")
         else:
@@ -234,7 +241,7 @@ class ArtifactStreamSyncReconciler:
                 events.append(Event("Warning", "PartialFailure", message))
         if retry_in is not None:
             return retry_in
-        return self._after_sync(spec)
+        return after
 
     # SourceCraft.
 
@@ -245,6 +252,7 @@ class ArtifactStreamSyncReconciler:
         src: SourceCraftSource,
         b: StatusBuilder,
         events: list[Event],
+        after: float,
     ) -> float:
         token = await self.ctx.credentials.key(obj.namespace, src.token_secret_ref)
         opts = ClientOptions(base_url=src.url, headers={"Authorization": f"Bearer {token}"})
@@ -259,6 +267,11 @@ class ArtifactStreamSyncReconciler:
                     return interval_of(spec.interval)
                 run = latest
         inventory: dict[str, Any] = dict(b.get("inventory") or {})
+        if inventory.get("run") != run.ref:
+            # A new latest run: nothing of the previous run's inventory may show under its id.
+            inventory = {}
+            b["synced"] = None
+            b.set_condition(ARTIFACTS_MISSING, "Unknown", "NewRun", f"run {run.ref}: not inventoried yet")
         inventory["run"] = run.ref
         inventory["runStatus"] = run.status
         if run.is_active:
@@ -287,7 +300,8 @@ class ArtifactStreamSyncReconciler:
         b["lastSyncedAt"] = iso()
         b["lastRequestId"] = None
         bad = totals["missing"] + totals["failed"]
-        before = (obj.status.get("inventory") or {}).get("totals") or {}
+        shown = obj.status.get("inventory") or {}
+        before = (shown.get("totals") or {}) if shown.get("run") == run.ref else {}
         bad_before = int(before.get("missing", 0)) + int(before.get("failed", 0))
         if bad:
             message = f"run {run.ref}: {totals['missing']} missing and {totals['failed']} failed of {len(artifacts)} artifacts"
@@ -304,7 +318,7 @@ class ArtifactStreamSyncReconciler:
             "Succeeded",
             f"run {run.ref} ({run.status}): {len(artifacts)} artifacts, {totals['success']} obtained",
         )
-        return self._after_sync(spec)
+        return after
 
     async def finalize(self, obj: Obj) -> Outcome | None:
         """Nothing to undo at the vendors: a clean-up cannot be taken back, and SourceCraft has no delete API."""

@@ -222,9 +222,12 @@ class CleanupPolicyReconciler:
         claim = self.claim_key(obj.claim_body())
         owner = claim_owner(self.ctx, self.kind.plural, claim) if claim else None
         if owner is not None and owner[2] != obj.uid:
+            # The message names no object (it may be in another namespace); the log does.
+            log.info("CleanupPolicy %s: policy %s is claimed by CleanupPolicy %s", obj.ref, key, owner[1])
             b.stalled(
                 CONFLICT,
-                f"policy {key} on {spec.connection.url} is already managed by CleanupPolicy {owner[1]}",
+                f"policy {key} on {spec.connection.url} is claimed by another resource, which was created"
+                " first: only it manages the policy",
             )
             b.observe()
             return Outcome(b.result(), interval_of(spec.interval))

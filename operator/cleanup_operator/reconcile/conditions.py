@@ -176,10 +176,26 @@ class StatusBuilder:
 
 
 def status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON merge patch turning ``current`` into ``desired`` (top-level keys), or None if equal."""
-    current = current or {}
-    patch: dict[str, Any] = {k: v for k, v in desired.items() if current.get(k) != v}
+    """The JSON merge patch (RFC 7386) turning ``current`` into ``desired``, or None if equal.
+
+    Objects are diffed key by key, so a key dropped from a nested object (an old run's totals, a
+    record that is done) is sent as null: a merge patch would otherwise keep it. Lists are replaced.
+    """
+    patch = _merge_diff(current or {}, desired)
+    return patch or None
+
+
+def _merge_diff(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = current.get(key)
+        if old == value:
+            continue
+        if isinstance(old, dict) and isinstance(value, dict):
+            patch[key] = _merge_diff(old, value)
+        else:
+            patch[key] = value
     for key in current:
         if key not in desired:
             patch[key] = None
-    return patch or None
+    return patch

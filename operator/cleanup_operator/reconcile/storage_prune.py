@@ -64,15 +64,22 @@ def human_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def progress_fields(status: jfrog.PruneStatus) -> dict[str, Any]:
-    """Vendor status → our status fields (progress, percentage, report, timing)."""
+def progress_fields(status: jfrog.PruneStatus, start_directory: str | None = None) -> dict[str, Any]:
+    """Vendor status → our status fields (progress, percentage, report, timing).
+
+    ``progress`` is "the number of directories that have been processed thus far" (of 256): a
+    prune from ``start_directory`` has ``256 - start`` to process, which is its 100 %. A finished
+    prune is at 100 %.
+    """
     done = status.directories_done
     report = status.report
     cleaned = report.total_bytes_cleaned if report else 0
     started = status.timing.started_at_millis if status.timing else None
+    todo = DIRECTORIES - (int(start_directory, 16) if start_directory else 0)
+    percent = 100 if status.status == "finished" else min(100, done * 100 // max(1, todo))
     return {
         "progress": status.progress or f"{done} of {DIRECTORIES}",
-        "percent": min(100, done * 100 // DIRECTORIES),
+        "percent": percent,
         "report": {
             "binariesProcessed": report.total_binaries_processed if report else 0,
             "binariesCleaned": report.total_binaries_cleaned if report else 0,
@@ -213,8 +220,9 @@ class StoragePruneReconciler:
         request = None if refusal else self.pending_request(obj, spec, b)
         if request is None:
             if phase is None and spec.schedule:
-                b["phase"] = "Pending"
-                b.progressing("Scheduled", f"waiting for the schedule {spec.schedule!r}")
+                # Waiting for the first tick is a healthy state (Argo CD: Healthy), not work in progress.
+                b["phase"] = "Scheduled"
+                b.ready("Scheduled", f"waiting for the schedule {spec.schedule!r}")
             elif refusal and not b.condition("Ready"):
                 b.stalled("RequestRefused", refusal)
             return self.next_tick_delay(obj, spec, b)
@@ -226,10 +234,12 @@ class StoragePruneReconciler:
             vendor = await client.prune_status()
             other = self._other_runner(obj, url)
             if other is not None:
+                # The message names no object (it may be in another namespace); the log does.
+                log.info("StoragePrune %s waits for StoragePrune %s on %s", obj.ref, other, url)
                 b["phase"] = "Waiting"
                 b.progressing(
                     WAITING,
-                    f"StoragePrune {other} is running a prune on {spec.connection.url}; starting after it",
+                    f"another StoragePrune is running a prune on {spec.connection.url}; starting after it",
                 )
                 return poll
             token, handled = request
@@ -377,7 +387,7 @@ class StoragePruneReconciler:
             return poll
         if b.get("startedByUs"):
             self._running[url] = obj.uid
-        b.update(progress_fields(vendor))
+        b.update(progress_fields(vendor, spec.start_from_directory if b.get("startedByUs") else None))
         b.set_condition("Synced", True, "Polled", "")
         if vendor.status == "running":
             reason = (

@@ -55,6 +55,12 @@ class TransientError(VendorError):
     reason = "VendorUnavailable"
 
 
+class TLSError(VendorError):
+    """The vendor's certificate is not trusted (or TLS cannot be agreed): a human must fix the CA."""
+
+    reason = "TLSVerificationFailed"
+
+
 class BadResponseError(TransientError):
     """The vendor answered with a body we cannot read (malformed JSON, wrong content type)."""
 

@@ -23,6 +23,7 @@ from .errors import (
     NotFoundError,
     RateLimitedError,
     RejectedError,
+    TLSError,
     TransientError,
     VendorError,
     redact_url,
@@ -105,6 +106,15 @@ async def request(
         response = await client.request(method, path, **kwargs)
     except httpx.TimeoutException as exc:
         raise TransientError(f"{vendor}: {where} timed out", vendor=vendor) from exc
+    except httpx.ConnectError as exc:
+        tls = _tls_failure(exc)
+        if tls is not None:
+            raise TLSError(
+                f"{vendor}: {where}: TLS failed ({tls}); trust the server's CA with"
+                " spec.connection.caSecretRef",
+                vendor=vendor,
+            ) from exc
+        raise TransientError(f"{vendor}: {where} failed: {type(exc).__name__}", vendor=vendor) from exc
     except httpx.TransportError as exc:
         raise TransientError(f"{vendor}: {where} failed: {type(exc).__name__}", vendor=vendor) from exc
 
@@ -157,6 +167,18 @@ async def request(
     if 400 <= code < 500:
         raise RejectedError(text, **kw)
     raise VendorError(text, **kw)
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """The TLS reason behind a connection error (an untrusted certificate, a handshake refused), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or "certificate verify failed"
+        if isinstance(seen, ssl.SSLError):
+            return seen.reason or "handshake failed"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _parse_retry_after(value: str | None) -> float | None:

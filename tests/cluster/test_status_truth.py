@@ -1,0 +1,167 @@
+"""Status tells the truth, and no spec or Secret sends the operator into a loop (issue 11)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from cleanup_operator.testing.controlplane import ControlPlane
+from cleanup_operator.testing.simulators import SimulatorServer
+
+from .conftest import Kube, Operator, condition, is_true, jfrog
+from .test_artifact_stream_sync import harness, hsync, scsync, sourcecraft
+from .test_cleanup_policy import PLURAL as CPOL
+from .test_cleanup_policy import policy, ready, unique
+from .test_storage_prune import PLURAL as SPRUNE
+from .test_storage_prune import prune
+
+ASS = "artifactstreamsyncs"
+
+
+def last_run(o: dict[str, Any]) -> dict[str, Any]:
+    return dict((o.get("status") or {}).get("lastRun") or {})
+
+
+def test_run_on_a_server_without_run_summaries_says_its_results_cannot_be_read(
+    kube: Kube, sim: SimulatorServer
+) -> None:
+    kube.secret("jfrog", token="test-token")
+    jfrog(sim).version = "7.111.2"  # run summaries came with 7.117
+    name = unique("oldruns")
+    kube.apply(policy(sim, name, interval="1h"))
+    kube.wait_for(CPOL, name, ready, what="Ready")
+    kube.annotate(CPOL, name, **{"cleanup.artifacts.dev/requested-at": str(int(time.time()))})
+    obj = kube.wait_for(CPOL, name, lambda o: last_run(o).get("state") == "Started", what="Started")
+    assert "cannot report run results" in last_run(obj)["message"]
+    assert last_run(obj)["runId"] >= 1
+    assert is_true(obj, "Ready") and not is_true(obj, "Stalled")
+    runs = sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")
+    assert len(runs) == 1
+    reads = len(sim.calls.calls(vendor="jfrog", path="/summaryReports$"))
+    time.sleep(3)  # the poll interval is 1s: a run that cannot be read is not polled
+    assert len(sim.calls.calls(vendor="jfrog", path="/summaryReports$")) == reads
+
+
+def test_a_ca_bundle_that_is_not_pem_stalls_and_says_what_to_fix(
+    kube: Kube, sim: SimulatorServer, operator: Operator
+) -> None:
+    kube.secret("jfrog", token="test-token")
+    kube.secret("jfrog-ca", **{"ca.crt": "not a certificate"})
+    name = unique("badca")
+    manifest = policy(sim, name, interval="10s")
+    manifest["spec"]["connection"]["caSecretRef"] = {"name": "jfrog-ca"}
+    kube.apply(manifest)
+    obj = kube.wait_for(CPOL, name, lambda o: is_true(o, "Stalled", "InvalidSecret"), what="InvalidSecret")
+    message = condition(obj, "Stalled")["message"]
+    assert f"Secret {kube.ns}/jfrog-ca key 'ca.crt' does not hold a PEM CA bundle" in message
+    assert "not a certificate" not in str(obj["status"])
+    assert not sim.calls.calls(vendor="jfrog", path=f"/{name}")
+    assert f"{name}: reconcile failed unexpectedly" not in operator.logs()
+
+
+def test_harness_sync_where_every_stream_is_refused_is_not_a_sync(kube: Kube, sim: SimulatorServer) -> None:
+    h = harness(sim)
+    h.add_stream("acc1", "jenkins-7", "JENKINS")
+    kube.secret("harness", apiKey="test-key")
+    kube.apply(hsync(sim, "refused", ["jenkins-7", "ghost-7"], interval="1h"))
+    obj = kube.wait_for(
+        ASS, "refused", lambda o: condition(o, "Ready").get("reason") == "PartialFailure", what="refused"
+    )
+    status = obj["status"]
+    assert "lastSyncedAt" not in status, "nothing was cleaned up: not a successful sync"
+    assert status["lastAttemptAt"] and status["synced"] == "0/2"
+    time.sleep(3)  # permanent refusals are not retried in a loop
+    tried = [c.json["variables"]["input"]["artifactStreamId"] for c in sim.calls.calls(vendor="harness")]
+    assert sorted(tried) == ["ghost-7", "jenkins-7"]
+
+
+def test_a_new_latest_run_never_shows_the_previous_runs_inventory(kube: Kube, sim: SimulatorServer) -> None:
+    sc = sourcecraft(sim)
+    sc.add_run(
+        "acme",
+        "web",
+        "run-a",
+        workflow="build",
+        task="package",
+        cube="publish",
+        artifacts=[("dist/a.tar", "success"), ("dist/a.sig", "missing")],
+        created_at=time.time() - 60,
+    )
+    kube.secret("sourcecraft", token="sc-token")
+    kube.apply(scsync(sim, "latest", latestRun=True))
+    obj = kube.wait_for(
+        ASS, "latest", lambda o: (o["status"].get("inventory") or {}).get("run") == "run-a", what="run-a"
+    )
+    assert is_true(obj, "ArtifactsMissing")
+    sc.add_run(
+        "acme",
+        "web",
+        "run-b",
+        workflow="build",
+        task="package",
+        cube="publish",
+        artifacts=[("dist/b.tar", "success")],
+        status="success",
+        processing_seconds=3600.0,
+        created_at=time.time(),
+    )
+    obj = kube.wait_for(
+        ASS, "latest", lambda o: (o["status"].get("inventory") or {}).get("run") == "run-b", what="run-b"
+    )
+    inventory = obj["status"]["inventory"]
+    assert inventory["runStatus"] == "processing"
+    assert "totals" not in inventory and "artifacts" not in inventory, inventory
+    assert not is_true(obj, "ArtifactsMissing"), condition(obj, "ArtifactsMissing")
+    assert obj["status"].get("synced") is None
+
+
+def test_a_scheduled_prune_waiting_for_its_tick_is_healthy(kube: Kube, sim: SimulatorServer) -> None:
+    kube.secret("jfrog", token="test-token")
+    kube.apply(prune(sim, "weekly", schedule="0 4 * * 0"))
+    obj = kube.wait_for(SPRUNE, "weekly", lambda o: o["status"].get("phase") == "Scheduled", what="Scheduled")
+    assert is_true(obj, "Ready", "Scheduled")
+    assert condition(obj, "Reconciling")["status"] == "False"
+    assert not sim.calls.calls(vendor="jfrog", method="POST")
+
+
+def test_a_prune_from_a_later_directory_ends_at_100_percent(kube: Kube, sim: SimulatorServer) -> None:
+    kube.secret("jfrog", token="test-token")
+    j = jfrog(sim)
+    j.prune_seconds_per_directory = 0.05
+    kube.apply(prune(sim, "half", startFromDirectory="80", pollInterval="500ms"))
+    seen: list[int] = []
+
+    def track(o: dict[str, Any]) -> bool:
+        st = o.get("status") or {}
+        if st.get("phase") == "Running" and st.get("percent") is not None:
+            seen.append(int(st["percent"]))
+        return st.get("phase") == "Succeeded"
+
+    obj = kube.wait_for(SPRUNE, "half", track, what="Succeeded")
+    assert obj["status"]["percent"] == 100
+    assert obj["status"]["progress"] == "128 of 256"
+    assert seen and seen[0] < 50, seen  # a prune from 80 does not start half done
+    assert seen == sorted(seen)
+
+
+def test_a_conflict_names_no_object_of_another_namespace(
+    kube: Kube, sim: SimulatorServer, control_plane: ControlPlane
+) -> None:
+    kube.secret("jfrog", token="test-token")
+    key = unique("shared")
+    kube.apply(policy(sim, "alpha", interval="1h", policyKey=key))
+    kube.wait_for(CPOL, "alpha", ready, what="alpha Ready")
+    other_ns = f"e2e-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", other_ns)
+    try:
+        other = Kube(control_plane, other_ns)
+        other.secret("jfrog", token="test-token")
+        other.apply(policy(sim, "second", interval="1h", policyKey=key))
+        obj = other.wait_for(CPOL, "second", lambda o: is_true(o, "Stalled", "Conflict"), what="Conflict")
+        message = condition(obj, "Stalled")["message"]
+        assert "claimed by another resource" in message
+        assert kube.ns not in str(obj["status"]) and "alpha" not in str(obj["status"]), obj["status"]
+        assert all(kube.ns not in e.get("message", "") for e in other.events("second"))
+    finally:
+        control_plane.kubectl("delete", "namespace", other_ns, "--wait=false", check=False)
