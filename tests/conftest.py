@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
-    from cleanup_operator.testing.simulators import SimulatorServer
+    from cleanup_operator.testing.simulators import (
+        HarnessSimulator,
+        JFrogSimulator,
+        SimulatorServer,
+        SourceCraftSimulator,
+    )
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -47,7 +56,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def sim_server() -> Iterator[SimulatorServer]:
-    """One simulator server for the session, in its own thread; see the ``sim`` fixture."""
+    """One simulator server for the session, in its own thread, for every tier; see the ``sim`` fixture.
+
+    The tiers run in order (unit, sim, cluster), and each test starts from a reset simulator.
+    """
     from cleanup_operator.testing.simulators import build_server
 
     server = build_server().start_in_thread()
@@ -68,3 +80,51 @@ def vendor_docs() -> Path:
     if not VENDOR_DOCS.is_dir():
         pytest.fail(f"vendor documents not found at {VENDOR_DOCS}: ../shared must sit beside the repo")
     return VENDOR_DOCS
+
+
+def unique(prefix: str) -> str:
+    """A name no other test (nor an earlier run of this one) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def jfrog(sim: SimulatorServer) -> JFrogSimulator:
+    """The server's JFrog simulator, typed."""
+    from cleanup_operator.testing.simulators import JFrogSimulator
+
+    s = sim.simulator("jfrog")
+    assert isinstance(s, JFrogSimulator)
+    return s
+
+
+def harness(sim: SimulatorServer) -> HarnessSimulator:
+    """The server's Harness simulator, typed."""
+    from cleanup_operator.testing.simulators import HarnessSimulator
+
+    s = sim.simulator("harness")
+    assert isinstance(s, HarnessSimulator)
+    return s
+
+
+def sourcecraft(sim: SimulatorServer) -> SourceCraftSimulator:
+    """The server's SourceCraft simulator, typed."""
+    from cleanup_operator.testing.simulators import SourceCraftSimulator
+
+    s = sim.simulator("sourcecraft")
+    assert isinstance(s, SourceCraftSimulator)
+    return s
+
+
+def wait_until(check: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Poll ``check`` until it returns something truthy, and return that; fail naming ``what``.
+
+    The one polling loop of the suite: a test waits on a condition it can observe, never on a
+    fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,12 +21,21 @@ import yaml
 
 from cleanup_operator.testing.controlplane import ControlPlane, ControlPlaneError
 
+from ..conftest import harness, jfrog, sourcecraft, unique, wait_until
+
 if TYPE_CHECKING:
-    from cleanup_operator.testing.simulators import JFrogSimulator, SimulatorServer
+    from cleanup_operator.testing.simulators import SimulatorServer
+
+__all__ = ["harness", "jfrog", "sourcecraft", "unique", "wait_until"]
 
 GROUP = "cleanup.artifacts.dev"
 VERSION = "v1alpha1"
 NS_PATTERN = "e2e-*"
+CPOL = "cleanuppolicies"
+SPRUNE = "storageprunes"
+ASS = "artifactstreamsyncs"
+REQUESTED_AT = "cleanup.artifacts.dev/requested-at"
+RECONCILE_AT = "cleanup.artifacts.dev/reconcile-at"
 
 
 @pytest.fixture(scope="session")
@@ -82,16 +92,6 @@ class Operator:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@pytest.fixture(scope="session")
-def sim_server() -> Iterator[SimulatorServer]:
-    """The cluster tier's own simulators: the operator outlives each test, so keep it apart from the sim tier."""
-    from cleanup_operator.testing.simulators import build_server
-
-    server = build_server().start_in_thread()
-    yield server
-    server.stop_thread()
 
 
 @pytest.fixture(scope="session")
@@ -165,29 +165,71 @@ class Kube:
         timeout: float = 60.0,
         what: str = "",
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        """The object, once ``predicate`` holds for it; fails showing the last status seen."""
         last: dict[str, Any] | None = None
-        while time.monotonic() < deadline:
+
+        def check() -> dict[str, Any] | None:
+            nonlocal last
             last = self.get(plural, name)
-            if last is not None:
-                try:
-                    if predicate(last):
-                        return last
-                except (KeyError, TypeError, IndexError):
-                    pass
-            time.sleep(0.3)
-        raise AssertionError(
-            f"timed out after {timeout}s waiting for {what or 'condition'} on {plural}/{name}; last seen status:\n"
-            + json.dumps((last or {}).get("status"), indent=2)
-        )
+            try:
+                return last if last is not None and predicate(last) else None
+            except (KeyError, TypeError, IndexError):
+                return None
+
+        try:
+            return wait_until(check, what or "condition", timeout=timeout, interval=0.3)
+        except AssertionError:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or 'condition'} on {plural}/{name};"
+                " last seen status:\n" + json.dumps((last or {}).get("status"), indent=2)
+            ) from None
+
+    def watch(
+        self,
+        plural: str,
+        name: str,
+        until: Callable[[dict[str, Any]], bool],
+        timeout: float = 60.0,
+        what: str = "",
+        interval: float = 0.2,
+    ) -> list[dict[str, Any]]:
+        """Every version of the object seen while waiting for ``until`` (the last one satisfies it)."""
+        seen: list[dict[str, Any]] = []
+
+        def check() -> bool:
+            obj = self.get(plural, name)
+            if obj is None:
+                return False
+            if not seen or seen[-1]["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+                seen.append(obj)
+            try:
+                return until(obj)
+            except (KeyError, TypeError, IndexError):
+                return False
+
+        wait_until(check, f"{what or 'condition'} on {plural}/{name}", timeout, interval)
+        return seen
 
     def wait_gone(self, plural: str, name: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.get(plural, name) is None:
-                return
-            time.sleep(0.3)
-        raise AssertionError(f"{plural}/{name} still exists after {timeout}s: {self.get(plural, name)}")
+        wait_until(
+            lambda: self.get(plural, name) is None, f"{plural}/{name} to be gone", timeout, interval=0.3
+        )
+
+    def table(self, plural: str, name: str) -> dict[str, str]:
+        """The row of ``kubectl get`` for one object, as {column header: cell}, read as a user reads it.
+
+        Columns are cut at the header's positions (kubectl left-aligns every cell under its header),
+        so a value is found in its own column, never in NAME or another one.
+        """
+        out = self.kubectl("get", plural, name, "-n", self.ns).stdout.splitlines()
+        assert len(out) == 2, out
+        header, row = out
+        starts = [m.start() for m in re.finditer(r"(?:^|(?<=\s\s))\S", header)]
+        bounds = [*starts[1:], None]
+        return {
+            header[a:b].strip(): row[a:b].strip() if b is not None else row[a:].strip()
+            for a, b in zip(starts, bounds, strict=True)
+        }
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -220,14 +262,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     setattr(item, f"rep_{rep.when}", rep)
 
 
-def jfrog(sim: SimulatorServer) -> JFrogSimulator:
-    from cleanup_operator.testing.simulators import JFrogSimulator
-
-    s = sim.simulator("jfrog")
-    assert isinstance(s, JFrogSimulator)
-    return s
-
-
 @pytest.fixture
 def isolated(control_plane: ControlPlane, tmp_path: Path) -> Iterator[tuple[Kube, Operator]]:
     """A namespace outside the session operator's pattern, with an operator of its own (not started)."""
@@ -237,3 +271,93 @@ def isolated(control_plane: ControlPlane, tmp_path: Path) -> Iterator[tuple[Kube
     yield Kube(control_plane, ns), op
     op.stop()
     control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+# Manifests, as users write them (one builder per kind), and what tests read back.
+
+
+def policy(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
+    """A CleanupPolicy against the JFrog simulator: 2 s drift checks, 1 s run polls; ``spec`` overrides."""
+    criteria = spec.pop("searchCriteria", None) or {
+        "packageTypes": ["docker"],
+        "repos": ["docker-local"],
+        "includedPackages": ["**"],
+        "createdBeforeInMonths": 6,
+    }
+    body = {
+        "connection": {"url": sim.url("jfrog"), "secretRef": {"name": "jfrog"}},
+        "description": "stale images",
+        "enabled": True,
+        "interval": "2s",
+        "searchCriteria": criteria,
+        "onDemandRun": {"pollInterval": "1s"},
+    }
+    body.update(spec)
+    return manifest("CleanupPolicy", name, body)
+
+
+def prune(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
+    """A StoragePrune against the JFrog simulator, polled every 500 ms; ``spec`` overrides."""
+    body = {"connection": {"url": sim.url("jfrog"), "secretRef": {"name": "jfrog"}}, "pollInterval": "500ms"}
+    body.update(spec)
+    return manifest("StoragePrune", name, body)
+
+
+def hsync(
+    sim: SimulatorServer, name: str, ids: list[str], account: str = "acc1", interval: str = "2s"
+) -> dict[str, Any]:
+    """An ArtifactStreamSync of Harness streams ``ids`` in ``account``."""
+    harness_spec = {
+        "url": sim.url("harness"),
+        "accountId": account,
+        "apiKeySecretRef": {"name": "harness", "key": "apiKey"},
+        "artifactStreamIds": ids,
+    }
+    return manifest("ArtifactStreamSync", name, {"harness": harness_spec, "interval": interval})
+
+
+def scsync(sim: SimulatorServer, name: str, **source: Any) -> dict[str, Any]:
+    """An ArtifactStreamSync of a SourceCraft run's artifacts; ``source`` overrides."""
+    src = {
+        "url": sim.url("sourcecraft"),
+        "org": "acme",
+        "repo": "web",
+        "workflow": "build",
+        "task": "package",
+        "cube": "publish",
+        "tokenSecretRef": {"name": "sourcecraft", "key": "token"},
+    }
+    src.update(source)
+    return manifest("ArtifactStreamSync", name, {"sourceCraft": src, "interval": "2s"})
+
+
+def manifest(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def ready(obj: dict[str, Any]) -> bool:
+    """Ready, for the current generation."""
+    return is_true(obj, "Ready") and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+
+
+def phase(value: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda o: (o.get("status") or {}).get("phase") == value
+
+
+def last_run(obj: dict[str, Any]) -> dict[str, Any]:
+    return dict((obj.get("status") or {}).get("lastRun") or {})
+
+
+def calls(sim: SimulatorServer, key: str, method: str | None = None) -> list[tuple[str, str]]:
+    """(method, path) of the JFrog calls naming policy ``key``."""
+    return [(c.method, c.path) for c in sim.calls.calls(vendor="jfrog", method=method, path=f"/{key}(/|$)")]
+
+
+def starts(sim: SimulatorServer) -> int:
+    """Prune starts the JFrog simulator answered."""
+    return len(sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$"))
+
+
+def now_value() -> str:
+    """A requested-at value as the README says to set it: the current time in Unix seconds."""
+    return str(int(time.time()))

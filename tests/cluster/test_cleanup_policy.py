@@ -2,55 +2,63 @@
 
 from __future__ import annotations
 
-import json
+import itertools
+import re
 import time
-import uuid
 from typing import Any
 
 import pytest
 
 from cleanup_operator.testing.simulators import Fault, SimulatorServer
 
-from .conftest import Kube, condition, is_true, jfrog
+from .conftest import (
+    CPOL,
+    REQUESTED_AT,
+    Kube,
+    Operator,
+    calls,
+    condition,
+    is_true,
+    jfrog,
+    last_run,
+    now_value,
+    policy,
+    ready,
+    unique,
+    wait_until,
+)
 
-PLURAL = "cleanuppolicies"
-
-
-def policy(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
-    criteria = spec.pop("searchCriteria", None) or {
-        "packageTypes": ["docker"],
-        "repos": ["docker-local"],
-        "includedPackages": ["**"],
-        "createdBeforeInMonths": 6,
-    }
-    body = {
-        "connection": {"url": sim.url("jfrog"), "secretRef": {"name": "jfrog"}},
-        "description": "stale images",
-        "enabled": True,
-        "interval": "2s",
-        "searchCriteria": criteria,
-        "onDemandRun": {"pollInterval": "1s"},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "cleanup.artifacts.dev/v1alpha1",
-        "kind": "CleanupPolicy",
-        "metadata": {"name": name},
-        "spec": body,
-    }
+PLURAL = CPOL
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+def drift_checks(sim: SimulatorServer, key: str) -> int:
+    """GETs of policy ``key``: one per reconcile of a steady policy (a drift check)."""
+    return len(sim.calls.calls(vendor="jfrog", method="GET", path=f"/policies/{key}$"))
 
 
-def calls(sim: SimulatorServer, key: str, method: str | None = None) -> list[tuple[str, str]]:
-    """(method, path) of the JFrog calls naming policy ``key``."""
-    return [(c.method, c.path) for c in sim.calls.calls(vendor="jfrog", method=method, path=f"/{key}(/|$)")]
+def wait_drift_checks(sim: SimulatorServer, key: str, more: int, timeout: float = 30.0) -> None:
+    """Wait until the operator has checked policy ``key`` ``more`` more times: ``more`` reconciles passed."""
+    target = drift_checks(sim, key) + more
+    wait_until(lambda: drift_checks(sim, key) >= target, f"{more} more drift checks of {key}", timeout)
 
 
-def ready(obj: dict[str, Any]) -> bool:
-    return is_true(obj, "Ready") and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+def run_puts(sim: SimulatorServer, key: str) -> list[Any]:
+    return sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{key}/run$")
+
+
+def status_section(kube: Kube, name: str) -> str:
+    """The Status part of ``kubectl describe`` (Events, which follow it, left out)."""
+    described = kube.kubectl("describe", PLURAL, name, "-n", kube.ns).stdout
+    match = re.search(r"^Status:\n(.*?)(?=^Events:|\Z)", described, re.M | re.S)
+    assert match, described
+    return match.group(1)
+
+
+def described_block(section: str, title: str) -> dict[str, str]:
+    """``Field: value`` lines of one block of a describe section (``Last Run:``), by field."""
+    match = re.search(rf"^( *){re.escape(title)}:\n((?:\1 +.*\n?)*)", section, re.M)
+    assert match, section
+    return dict(re.findall(r"^ +([A-Za-z ]+):\s+(.*?)\s*$", match.group(2), re.M))
 
 
 @pytest.fixture
@@ -76,9 +84,10 @@ def test_create_enable_and_confirm(kube: Kube, sim: SimulatorServer, secret: Non
     assert [(c.method, c.path.rsplit("/", 1)[-1]) for c in writes] == [("POST", name), ("POST", "enablement")]
     assert writes[0].json["enabled"] is False
     assert writes[1].json == {"enabled": True}
-    out = kube.kubectl("get", PLURAL, name, "-n", kube.ns).stdout
-    assert "KEY" in out and "ENABLED" in out and "READY" in out and "LAST RUN" in out
-    assert name in out and "true" in out and "True" in out
+    row = kube.table(PLURAL, name)
+    assert list(row) == ["NAME", "KEY", "ENABLED", "READY", "LAST RUN", "AGE"], row
+    assert (row["NAME"], row["KEY"], row["ENABLED"], row["READY"]) == (name, name, "true", "True"), row
+    assert row["LAST RUN"] in ("", "<none>"), row
     events = {e["reason"] for e in kube.events(name)}
     assert "Created" in events
 
@@ -88,19 +97,20 @@ def test_nothing_changed_means_no_writes_and_no_status_patch(
 ) -> None:
     name = unique("steady")
     kube.apply(policy(sim, name))
-    obj = kube.wait_for(PLURAL, name, ready, what="Ready")
-    time.sleep(1.0)
+    kube.wait_for(PLURAL, name, ready, what="Ready")
+    # The first drift check after Ready: whatever the create left to write is written by then.
+    wait_drift_checks(sim, name, 1)
     before = kube.get(PLURAL, name)
     assert before is not None
     start = len(calls(sim, name))
-    time.sleep(6.5)  # three intervals of 2s
+    # Three more reconciles (interval 2 s), each a GET of the unchanged policy, and nothing else.
+    wait_drift_checks(sim, name, 3)
     after = kube.get(PLURAL, name)
     assert after is not None
     later = calls(sim, name)[start:]
-    assert later, "the drift check never ran"
-    assert {m for m, _ in later} == {"GET"}, later
+    assert len(later) >= 3 and {m for m, _ in later} == {"GET"}, later
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], "status was patched"
-    assert obj["status"]["lastSyncedAt"] == after["status"]["lastSyncedAt"]
+    assert before["status"]["lastSyncedAt"] == after["status"]["lastSyncedAt"]
 
 
 def test_spec_change_updates_and_enablement_is_separate(
@@ -176,8 +186,11 @@ def test_two_resources_one_key_second_is_conflict(kube: Kube, sim: SimulatorServ
     kube.wait_for(PLURAL, "first", ready, what="first Ready")
     kube.apply(policy(sim, "second", policyKey=key, description="the second wants it too"))
     obj = kube.wait_for(PLURAL, "second", lambda o: is_true(o, "Stalled", "Conflict"), what="Conflict")
-    assert f"{kube.ns}/first" in condition(obj, "Stalled")["message"]
-    time.sleep(3)
+    message = condition(obj, "Stalled")["message"]
+    assert f"policy {key} on {sim.url('jfrog')} is claimed by another resource" in message, message
+    assert condition(obj, "Ready")["status"] == "False"
+    # Over two intervals of the first (its drift checks mark them), the second wrote nothing.
+    wait_drift_checks(sim, key, 2)
     assert jfrog(sim).policy(key)["description"] == "stale images"
     assert not any(c.method == "PUT" for c in sim.calls.calls(vendor="jfrog", path=f"/{key}$"))
 
@@ -188,7 +201,7 @@ def test_on_demand_dry_run_runs_once_per_value(kube: Kube, sim: SimulatorServer,
     kube.apply(policy(sim, name))
     kube.wait_for(PLURAL, name, ready, what="Ready")
     requested = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": requested})
+    kube.annotate(PLURAL, name, **{REQUESTED_AT: requested})
     obj = kube.wait_for(
         PLURAL,
         name,
@@ -203,16 +216,21 @@ def test_on_demand_dry_run_runs_once_per_value(kube: Kube, sim: SimulatorServer,
     runs = sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")
     assert len(runs) == 1 and runs[0].query == {"dryRun": "true"}
     assert jfrog(sim).deleted(name) == (0, 0, 0), "a dry run deleted packages"
-    time.sleep(4)
-    assert len(sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")) == 1, (
-        "ran twice for one value"
-    )
+    # Two more reconciles see the same annotation value: it is not run again.
+    wait_drift_checks(sim, name, 2)
+    assert len(run_puts(sim, name)) == 1, "ran twice for one value"
     reasons = [e["reason"] for e in kube.events(name)]
-    assert "RunStarted" in reasons and "RunSucceeded" in reasons
-    described = kube.kubectl("describe", PLURAL, name, "-n", kube.ns).stdout
-    assert "Last Run" in described and "RunSucceeded" in described
-    print(kube.kubectl("get", PLURAL, "-n", kube.ns).stdout)
-    print(described)
+    assert reasons.count("RunStarted") == 1 and reasons.count("RunSucceeded") == 1, reasons
+    # What a user reads: the run's state and figures in status, and in the LAST RUN column.
+    shown = described_block(status_section(kube, name), "Last Run")
+    assert shown["State"] == "Succeeded", shown
+    assert (shown["Packages Deleted"], shown["Versions Deleted"], shown["Bytes Deleted"]) == (
+        "4",
+        "9",
+        "123456",
+    ), shown
+    assert shown["Dry Run"] == "true" and shown["Run Id"] == str(last["runId"]), shown
+    assert kube.table(PLURAL, name)["LAST RUN"] == "Succeeded"
 
 
 def test_real_run_when_spec_allows_it(kube: Kube, sim: SimulatorServer, secret: None) -> None:
@@ -220,7 +238,7 @@ def test_real_run_when_spec_allows_it(kube: Kube, sim: SimulatorServer, secret: 
     jfrog(sim).set_run_result(name, packages=2, versions=3, nbytes=1000)
     kube.apply(policy(sim, name, onDemandRun={"dryRun": False, "pollInterval": "1s"}))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": str(int(time.time()))})
+    kube.annotate(PLURAL, name, **{REQUESTED_AT: now_value()})
     kube.wait_for(
         PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Succeeded", what="run"
     )
@@ -232,7 +250,7 @@ def test_disabled_policy_cannot_run_and_says_so(kube: Kube, sim: SimulatorServer
     name = unique("disabled")
     kube.apply(policy(sim, name, enabled=False))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": str(int(time.time()))})
+    kube.annotate(PLURAL, name, **{REQUESTED_AT: now_value()})
     obj = kube.wait_for(
         PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Refused", what="refused"
     )
@@ -294,32 +312,65 @@ def test_bad_credentials_stall_naming_the_secret_not_its_value(
     assert "wrong-token-value-1234" not in str(obj)
     assert all("wrong-token-value-1234" not in e.get("message", "") for e in kube.events(name))
     assert "wrong-token-value-1234" not in operator.logs()
-    time.sleep(5)  # more intervals of 2s while stalled: one event for the transition, not one per retry
+    # Three more refused calls while stalled (each retry is a call answered 401): one event for the
+    # transition, not one per retry.
+    refused = len([c for c in sim.calls.calls(vendor="jfrog") if c.status == 401]) + 3
+    wait_until(
+        lambda: len([c for c in sim.calls.calls(vendor="jfrog") if c.status == 401]) >= refused,
+        "three more retries refused",
+    )
     auth_events = [e for e in kube.events(name) if e["reason"] == "AuthenticationFailed"]
     assert sum(e.get("count", 1) for e in auth_events) == 1, auth_events
     # rotate the Secret: the operator recovers by itself
     kube.secret("jfrog", token="test-token")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/reconcile-at": str(int(time.time()))})
+    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/reconcile-at": now_value()})
     kube.wait_for(PLURAL, name, ready, timeout=90, what="Ready after rotation")
 
 
 def test_vendor_outage_backs_off_and_recovers(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+    """During the outage the user sees Synced False and Reconciling True (VendorUnavailable), retries
+    spaced by the documented backoff (each wait at least 1, 2, 4 s: base 2 s with equal jitter), and
+    Ready without anyone acting once Artifactory answers again."""
     name = unique("outage")
-    faults = sim.simulator("jfrog").faults
+    faults = jfrog(sim).faults
+    faults.add(Fault("drop", path=f"/{name}$", times=1))
     faults.add(
         Fault(
             "status",
             path=f"/{name}$",
             status=503,
-            body={"errors": [{"status": 503, "message": "down"}]},
-            times=2,
+            body={"errors": [{"status": 503, "message": "down for maintenance"}]},
+            times=None,
         )
     )
-    faults.add(Fault("drop", path=f"/{name}$", times=1))
     kube.apply(policy(sim, name))
-    kube.wait_for(PLURAL, name, ready, timeout=90, what="Ready after outage")
-    failed = [c for c in sim.calls.calls(vendor="jfrog", path=f"/{name}$") if c.status in (0, 503)]
-    assert len(failed) >= 2
+
+    def failed() -> list[Any]:
+        return [c for c in sim.calls.calls(vendor="jfrog", path=f"/{name}$") if c.status in (0, 503)]
+
+    obj = kube.wait_for(
+        PLURAL,
+        name,
+        lambda o: condition(o, "Synced").get("status") == "False" and len(failed()) >= 2,
+        what="Synced False during the outage",
+    )
+    synced, reconciling = condition(obj, "Synced"), condition(obj, "Reconciling")
+    assert synced["reason"] == reconciling["reason"] == "VendorUnavailable", obj["status"]["conditions"]
+    assert reconciling["status"] == "True" and reconciling["message"].startswith("retrying: ")
+    assert condition(obj, "Stalled")["status"] == "False", "an outage is not for a human to fix"
+    assert condition(obj, "Ready")["status"] == "False"
+    assert not obj["status"].get("managed")
+    wait_until(lambda: len(failed()) >= 4, "four failed attempts", timeout=40)
+    at = [c.at for c in failed()[:4]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(at)]
+    assert all(gap >= 2**i for i, gap in enumerate(gaps)), gaps
+    assert gaps[2] > gaps[0], gaps
+    faults.clear()
+    obj = kube.wait_for(PLURAL, name, ready, timeout=60, what="Ready after outage")
+    assert condition(obj, "Synced")["status"] == "True" and condition(obj, "Reconciling")["status"] == "False"
+    assert jfrog(sim).policy(name) is not None
+    writes = [(m, p.rsplit("/", 1)[-1]) for m, p in calls(sim, name) if m != "GET"]
+    assert writes == [("POST", name), ("POST", "enablement")], "the outage made a duplicate write"
 
 
 def test_update_refused_while_running_is_retried(kube: Kube, sim: SimulatorServer, secret: None) -> None:
@@ -360,13 +411,42 @@ def test_delete_removes_policy_orphan_keeps_it(kube: Kube, sim: SimulatorServer,
     assert not sim.calls.calls(vendor="jfrog", method="DELETE", path=f"/{kept}$")
 
 
-def test_delete_already_gone_counts_as_deleted(kube: Kube, sim: SimulatorServer, secret: None) -> None:
+@pytest.mark.parametrize("gone", ["before-the-delete", "during-the-delete"])
+def test_delete_already_gone_counts_as_deleted(
+    kube: Kube, sim: SimulatorServer, secret: None, gone: str
+) -> None:
+    """The policy vanished from Artifactory (deleted by hand): the resource goes, nothing is re-created."""
     name = unique("vanished")
     kube.apply(policy(sim, name, interval="10m"))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    jfrog(sim).reset()
+    j = jfrog(sim)
+    if gone == "before-the-delete":
+        j.reset()
+    else:  # found by the finalizer's GET, gone by its DELETE
+        j.faults.add(
+            Fault(
+                "status",
+                path=f"/policies/{name}$",
+                method="DELETE",
+                status=404,
+                body={"errors": [{"status": 404, "message": f"Policy {name} not found"}]},
+            )
+        )
+    mine_path = f"/{name}(/|$)"
+    start = len(sim.calls.calls(vendor="jfrog", path=mine_path))
     kube.delete(PLURAL, name)
-    kube.wait_gone(PLURAL, name)
+    kube.wait_gone(PLURAL, name, timeout=30)
+    mine = [
+        (c.method, c.path.rsplit("/", 1)[-1], c.status)
+        for c in sim.calls.calls(vendor="jfrog", path=mine_path)[start:]
+    ]
+    if gone == "before-the-delete":
+        assert mine == [("GET", name, 404)], mine
+    else:
+        assert mine[0] == ("GET", name, 200) and mine[-1] == ("DELETE", name, 404), mine
+        assert [m for m, *_ in mine].count("DELETE") == 1, mine
+    assert ("POST", name) not in [(m, p) for m, p, _ in mine], "re-created a policy on its way out"
+    assert not [e for e in kube.events(name) if e["type"] == "Warning"], "an already-gone policy is no error"
 
 
 def test_unreachable_vendor_blocks_delete_until_force(kube: Kube, sim: SimulatorServer, secret: None) -> None:
@@ -416,74 +496,77 @@ def test_observe_only_never_writes_and_reports_differences(
     assert jfrog(sim).policy(name)["description"] == "managed elsewhere"
 
 
-def _crash_after_marker(kube: Kube, name: str, requested: str, started_at: str) -> None:
-    """What status looks like when the operator died after recording a request, before the run id."""
-    patch = {
-        "status": {
-            "lastRun": {
-                "requestedAt": requested,
-                "dryRun": True,
-                "state": "Starting",
-                "startedAt": started_at,
-            }
-        }
-    }
-    kube.kubectl(
-        "patch",
-        "-n",
-        kube.ns,
-        f"{PLURAL}.cleanup.artifacts.dev",
-        name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": requested})
-
-
 def test_crash_after_run_started_finds_it_instead_of_starting_another(
-    isolated: Any, sim: SimulatorServer
+    isolated: tuple[Kube, Operator], sim: SimulatorServer
 ) -> None:
+    """SIGKILL after Artifactory started the run, before the operator saw its id (a held answer)."""
     kube, op = isolated
     kube.secret("jfrog", token="test-token")
     name = unique("crash")
+    j = jfrog(sim)
+    j.run_duration = 2.0
+    j.set_run_result(name, packages=3, versions=5, nbytes=4096)
     op.start()
     kube.apply(policy(sim, name, interval="10m"))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    op.stop()
-    # The run did start in Artifactory just before the crash.
-    marker = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
-    run_id = jfrog(sim).set_running(name, seconds=1.0, dry_run=True)
-    _crash_after_marker(kube, name, "after-crash", marker)
+    j.faults.add(Fault("late", path=f"/{name}/run$", method="PUT", delay=6.0))
+    requested = now_value()
+    kube.annotate(PLURAL, name, **{REQUESTED_AT: requested})
+    summaries = wait_until(lambda: j.run_summaries(name), "the run started in Artifactory")
+    run_id = summaries[0]["runId"]
+    # What the operator wrote before its call: the request, and no run id yet.
+    marker = last_run(kube.wait_for(PLURAL, name, lambda o: last_run(o).get("state") == "Starting"))
+    assert marker["requestedAt"] == requested and "runId" not in marker
+    op.kill()
+    j.faults.clear()
     op.start()
     obj = kube.wait_for(
         PLURAL,
         name,
-        lambda o: (
-            (o["status"].get("lastRun") or {}).get("runId") == run_id
-            and o["status"]["lastRun"].get("state") == "Succeeded"
-        ),
-        what="found run",
+        lambda o: last_run(o).get("runId") == run_id and last_run(o).get("state") == "Succeeded",
+        what="the run found and followed",
     )
-    assert obj["status"]["lastHandledRequestedAt"] == "after-crash"
-    assert not sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$"), "started a second run"
+    assert obj["status"]["lastHandledRequestedAt"] == requested
+    run = last_run(obj)
+    assert (run["packagesDeleted"], run["versionsDeleted"], run["bytesDeleted"]) == (3, 5, 4096)
+    assert "RunFound" in {e["reason"] for e in kube.events(name)}
+    # The held answer is logged once given (to a dead operator): one PUT in all, one run in Artifactory.
+    wait_until(lambda: run_puts(sim, name), "the held run answer")
+    assert len(run_puts(sim, name)) == 1, "started a second run"
+    assert [r["runId"] for r in j.run_summaries(name)] == [run_id]
 
 
-def test_crash_before_run_started_starts_it_once(isolated: Any, sim: SimulatorServer) -> None:
+def test_crash_before_run_started_starts_it_once(
+    isolated: tuple[Kube, Operator], sim: SimulatorServer
+) -> None:
+    """SIGKILL after the request was recorded, while its call had not reached Artifactory.
+
+    The run call never gets through (the connection drops before Artifactory sees it) until the
+    operator is killed; the restarted operator finds no run and starts exactly one.
+    """
     kube, op = isolated
     kube.secret("jfrog", token="test-token")
     name = unique("crash2")
+    j = jfrog(sim)
+    j.run_duration = 1.0
     op.start()
     kube.apply(policy(sim, name, interval="10m"))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    op.stop()
-    _crash_after_marker(kube, name, "never-started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    j.faults.add(Fault("drop", path=f"/{name}/run$", method="PUT", times=None))
+    requested = now_value()
+    kube.annotate(PLURAL, name, **{REQUESTED_AT: requested})
+    wait_until(lambda: run_puts(sim, name), "a run call that did not get through")
+    kube.wait_for(PLURAL, name, lambda o: last_run(o).get("state") == "Starting", what="Starting")
+    op.kill()
+    j.faults.clear()
+    assert not j.run_summaries(name), "the dropped call started a run"
+    dropped = len(run_puts(sim, name))
     op.start()
-    kube.wait_for(
-        PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Succeeded", what="run"
-    )
-    assert len(sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")) == 1
+    obj = kube.wait_for(PLURAL, name, lambda o: last_run(o).get("state") == "Succeeded", what="run")
+    assert obj["status"]["lastHandledRequestedAt"] == requested
+    after = run_puts(sim, name)[dropped:]
+    assert [c.status for c in after] == [201] and after[0].query == {"dryRun": "true"}, after
+    assert [r["runId"] for r in j.run_summaries(name)] == [last_run(obj)["runId"]]
 
 
 def test_delete_stops_a_running_run_first(kube: Kube, sim: SimulatorServer, secret: None) -> None:
@@ -491,7 +574,7 @@ def test_delete_stops_a_running_run_first(kube: Kube, sim: SimulatorServer, secr
     jfrog(sim).run_duration = 30.0
     kube.apply(policy(sim, name, interval="10m"))
     kube.wait_for(PLURAL, name, ready, what="Ready")
-    kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/requested-at": str(int(time.time()))})
+    kube.annotate(PLURAL, name, **{REQUESTED_AT: now_value()})
     kube.wait_for(
         PLURAL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Running", what="running"
     )
@@ -513,12 +596,17 @@ def test_suspend_stops_all_vendor_calls(kube: Kube, sim: SimulatorServer, secret
         PLURAL, name, lambda o: o.get("status", {}).get("observedGeneration") == 1, what="observed"
     )
     assert condition(obj, "Reconciling")["reason"] == "Suspended"
-    time.sleep(3)
+    # A spec change while suspended is reconciled (its generation observed) without a vendor call.
+    kube.apply(policy(sim, name, suspend=True, description="edited while suspended"))
+    obj = kube.wait_for(
+        PLURAL, name, lambda o: o.get("status", {}).get("observedGeneration") == 2, what="edit observed"
+    )
+    assert condition(obj, "Reconciling")["reason"] == "Suspended"
     assert not calls(sim, name)
     assert jfrog(sim).policy(name) is None
     kube.apply(policy(sim, name, suspend=False))
     kube.wait_for(PLURAL, name, ready, what="Ready after resume")
-    assert jfrog(sim).policy(name) is not None
+    assert (jfrog(sim).policy(name) or {}).get("description") == "stale images"
 
 
 def test_missing_secret_stalls_then_recovers_when_created(kube: Kube, sim: SimulatorServer) -> None:

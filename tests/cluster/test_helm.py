@@ -26,6 +26,8 @@ from cleanup_operator.api import ALL_KINDS, GROUP
 from cleanup_operator.cli import parse_args
 from cleanup_operator.testing.controlplane import CACHE_BIN, REPO_ROOT, ControlPlane
 
+from .conftest import unique
+
 CHART = REPO_ROOT / "charts" / "cleanup-operator"
 HELM = CACHE_BIN / "helm"
 PLURALS = [info.plural for info in ALL_KINDS]
@@ -46,10 +48,6 @@ CLUSTER_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("", "namespaces"): {"list", "watch"},
 }
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass

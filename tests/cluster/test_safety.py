@@ -12,12 +12,22 @@ from typing import Any
 
 from cleanup_operator.testing.simulators import Fault, SimulatorServer
 
-from .conftest import Kube, condition, is_true, jfrog
-from .test_artifact_stream_sync import harness, hsync
-from .test_cleanup_policy import PLURAL as CPOL
-from .test_cleanup_policy import calls, policy, ready, unique
-from .test_storage_prune import PLURAL as SPRUNE
-from .test_storage_prune import prune, starts
+from .conftest import (
+    CPOL,
+    SPRUNE,
+    Kube,
+    calls,
+    condition,
+    harness,
+    hsync,
+    is_true,
+    jfrog,
+    policy,
+    prune,
+    ready,
+    starts,
+    unique,
+)
 
 ASS = "artifactstreamsyncs"
 REQUESTED_AT = "cleanup.artifacts.dev/requested-at"
