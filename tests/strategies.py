@@ -195,7 +195,7 @@ SCHEDULES = st.sampled_from(
     ]
 )
 #: Intervals the fuzz test can wait two of, and ones admission must refuse.
-SHORT_INTERVALS = st.sampled_from(["1s", "1s", "2s", "1.5s", "3s", "999ms", "0s", "0.5s", "1ms"])
+SHORT_INTERVALS = st.sampled_from(["1s", "1s", "2s", "1.5s", "3s", "1s", "999ms", "0s", "0.5s", "1ms"])
 LONG_INTERVALS = st.sampled_from(["10m", "168h", "168h1s", "169h", "1h30m"])
 POLL_INTERVALS = st.sampled_from(["500ms", "500ms", "1s", "2s", "499ms", "0s", "1h1ms", "100ms"])
 TIMEOUTS = st.sampled_from(["1s", "1s", "5s", "30s", "5m", "999ms", "5m1s", "0s"])
@@ -311,7 +311,9 @@ def storage_prunes(connection: st.SearchStrategy[dict[str, Any]]) -> st.SearchSt
 
 #: Streams each Harness simulator of the fuzz test holds (others are unknown to it).
 HARNESS_STREAMS = {"docker-1": "DOCKER", "ecr-1": "ECR", "jenkins-1": "JENKINS"}
-STREAM_IDS = st.sampled_from(["docker-1", "ecr-1", "jenkins-1", "ghost-1", "", "x" * 128, "x" * 129])
+STREAM_IDS = st.sampled_from(
+    ["docker-1", "docker-1", "ecr-1", "jenkins-1", "ghost-1", "docker-1", "", "x" * 128, "x" * 129]
+)
 STREAM_LISTS: st.SearchStrategy[list[str]] = st.one_of(
     st.lists(STREAM_IDS, min_size=1, max_size=3),
     st.lists(STREAM_IDS, min_size=1, max_size=3),
@@ -341,11 +343,11 @@ HARNESS_FIELDS: dict[str, st.SearchStrategy[Any]] = {
 #: artifacts in build/package/publish) and run-2 (the latest, still processing for a few seconds).
 SC_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "url": st.just(f"{SIM_BASE}/sourcecraft"),
-    "org": st.sampled_from(["acme", "acme", "ghost", "", "x" * 129]),
-    "repo": st.sampled_from(["web", "web", "nothing", ""]),
+    "org": st.sampled_from(["acme", "acme", "acme", "ghost", "", "x" * 129]),
+    "repo": st.sampled_from(["web", "web", "web", "nothing", ""]),
     "run": _optional(st.sampled_from(["run-1", "run-2", "run-404", ""])),
     "latestRun": _optional(st.booleans()),
-    "workflow": st.sampled_from(["build", "build", "deploy", ""]),
+    "workflow": st.sampled_from(["build", "build", "build", "deploy", ""]),
     "task": st.sampled_from(["package", "package", "lint"]),
     "cube": st.sampled_from(["publish", "publish", "other", "x" * 128]),
     "tokenSecretRef": st.sampled_from(
