@@ -9,31 +9,36 @@ import pytest
 
 from cleanup_operator.testing.simulators import Fault, JFrogSimulator, SimulatorServer
 
-from .conftest import Kube, Operator, condition, is_true, jfrog
+from .conftest import (
+    RECONCILE_AT,
+    REQUESTED_AT,
+    SPRUNE,
+    Kube,
+    Operator,
+    condition,
+    is_true,
+    jfrog,
+    phase,
+    prune,
+    starts,
+    wait_until,
+)
 
-PLURAL = "storageprunes"
-
-
-def prune(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
-    body = {
-        "connection": {"url": sim.url("jfrog"), "secretRef": {"name": "jfrog"}},
-        "pollInterval": "500ms",
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "cleanup.artifacts.dev/v1alpha1",
-        "kind": "StoragePrune",
-        "metadata": {"name": name},
-        "spec": body,
-    }
-
-
-def phase(value: str) -> Any:
-    return lambda o: (o.get("status") or {}).get("phase") == value
+PLURAL = SPRUNE
 
 
-def starts(sim: SimulatorServer) -> int:
-    return len(sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$"))
+def state(obj: dict[str, Any]) -> tuple[str | None, int | None, str | None]:
+    st = obj.get("status") or {}
+    return st.get("phase"), st.get("percent"), st.get("progress")
+
+
+def reconciled_again(kube: Kube, name: str) -> dict[str, Any]:
+    """Ask for a reconcile (reconcile-at) and wait until status says it answered it."""
+    value = str(time.time())
+    kube.annotate(PLURAL, name, **{RECONCILE_AT: value})
+    return kube.wait_for(
+        PLURAL, name, lambda o: o["status"].get("lastHandledReconcileAt") == value, what="a reconcile"
+    )
 
 
 @pytest.fixture
@@ -66,28 +71,32 @@ def test_dry_run_to_finished(kube: Kube, sim: SimulatorServer, fast: JFrogSimula
     assert fast.cleaned_directories == []
     events = [e for e in kube.events("dry") if e["reason"] == "PruneSucceeded"]
     assert events and st["report"]["reclaimed"] in events[0]["message"]
-    out = kube.kubectl("get", PLURAL, "dry", "-n", kube.ns).stdout
-    assert "PHASE" in out and "PROGRESS" in out and "RECLAIMED" in out and "DRY RUN" in out
-    assert "Succeeded" in out and "256 of 256" in out
-    time.sleep(2)
+    row = kube.table(PLURAL, "dry")
+    assert list(row) == ["NAME", "PHASE", "PROGRESS", "RECLAIMED", "DRY RUN", "AGE"], row
+    assert (row["PHASE"], row["PROGRESS"], row["DRY RUN"]) == ("Succeeded", "256 of 256", "true"), row
+    assert row["RECLAIMED"] == st["report"]["reclaimed"], row
+    # A reconcile after the end (one that status shows it answered) does not start it again.
+    again = reconciled_again(kube, "dry")
+    assert again["status"]["phase"] == "Succeeded"
     assert starts(sim) == 1, "started twice"
 
 
 def test_real_run_deletes_and_follows_progress(
     kube: Kube, sim: SimulatorServer, fast: JFrogSimulator
 ) -> None:
-    fast.prune_seconds_per_directory = 0.03
+    """A prune from directory 80 has 128 directories to process: its percent goes from 0 to 100 over
+    them, and its progress counts the directories processed since its start, ending at "128 of 256"."""
+    fast.prune_seconds_per_directory = 0.05  # 6.4 s for the 128 directories
     kube.apply(prune(sim, "real", dryRun=False, startFromDirectory="80", binaryOlderThanDays=3))
-    running = kube.wait_for(
-        PLURAL,
-        "real",
-        lambda o: (
-            (o.get("status") or {}).get("phase") == "Running" and (o["status"].get("percent") or 0) > 50
-        ),
-        what="progress",
-    )
-    assert is_true(running, "Reconciling")
-    obj = kube.wait_for(PLURAL, "real", phase("Succeeded"), what="Succeeded")
+    seen = kube.watch(PLURAL, "real", phase("Succeeded"), what="Succeeded")
+    obj = seen[-1]
+    running = [o for o in seen if state(o)[0] == "Running" and state(o)[1] is not None]
+    assert running, [state(o) for o in seen]
+    percents = [o["status"]["percent"] for o in running]
+    assert percents[0] < 50, f"a prune from 80 started at {percents[0]} %: {[state(o) for o in seen]}"
+    assert percents == sorted(percents) and len(set(percents)) >= 2, percents
+    assert all(is_true(o, "Reconciling") for o in running)
+    assert (obj["status"]["percent"], obj["status"]["progress"]) == (100, "128 of 256"), state(obj)
     assert obj["status"]["dryRun"] is False
     assert fast.cleaned_directories and min(fast.cleaned_directories) == "80"
     start = sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$")[0]
@@ -147,9 +156,10 @@ def test_status_412_before_any_run_is_normal(kube: Kube, sim: SimulatorServer, f
     obj = kube.wait_for(
         PLURAL, "later", lambda o: o.get("status", {}).get("observedGeneration") == 1, what="observed"
     )
-    assert obj["status"]["phase"] == "Pending"
-    assert not is_true(obj, "Stalled")
-    assert condition(obj, "Reconciling")["reason"] == "Scheduled"
+    # Waiting for the first tick is healthy: phase Scheduled, Ready (Argo CD: Healthy), no prune started.
+    assert obj["status"]["phase"] == "Scheduled"
+    assert is_true(obj, "Ready", "Scheduled") and "0 0 1 1 *" in condition(obj, "Ready")["message"]
+    assert not is_true(obj, "Stalled") and not is_true(obj, "Reconciling")
     assert starts(sim) == 0
 
 
@@ -191,17 +201,16 @@ def test_two_prunes_on_one_artifactory_take_turns(
     fast.prune_seconds_per_directory = 0.01
     kube.apply(prune(sim, "one"))
     kube.apply(prune(sim, "two"))
-    seen_waiting = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        a, b = kube.get(PLURAL, "one"), kube.get(PLURAL, "two")
-        phases = {(a or {}).get("status", {}).get("phase"), (b or {}).get("status", {}).get("phase")}
-        seen_waiting |= "Waiting" in phases
-        if phases == {"Succeeded"}:
-            break
-        time.sleep(0.2)
-    assert phases == {"Succeeded"}, phases
-    assert seen_waiting, "the second never waited"
+    phases: dict[str, set[str | None]] = {"one": set(), "two": set()}
+
+    def both_succeeded() -> bool:
+        now = {n: (kube.get(PLURAL, n) or {}).get("status", {}).get("phase") for n in phases}
+        for n, p in now.items():
+            phases[n].add(p)
+        return set(now.values()) == {"Succeeded"}
+
+    wait_until(both_succeeded, "both prunes Succeeded", timeout=60, interval=0.2)
+    assert any("Waiting" in seen for seen in phases.values()), f"the second never waited: {phases}"
     started = sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$")
     assert [c.status for c in started] == [202, 202], "a start collided with a running prune"
     assert fast.prune_starts == 2
@@ -239,7 +248,7 @@ def test_requested_at_starts_again_and_history_is_capped(
     kube.wait_for(PLURAL, "again", phase("Succeeded"), what="first run")
     for n in (1, 2):
         value = str(int(time.time()) + n)
-        kube.annotate(PLURAL, "again", **{"cleanup.artifacts.dev/requested-at": value})
+        kube.annotate(PLURAL, "again", **{REQUESTED_AT: value})
         kube.wait_for(
             PLURAL,
             "again",
@@ -272,9 +281,16 @@ def test_operator_killed_mid_prune_resumes_without_second_start(
     j.prune_seconds_per_directory = 0.04
     op.start()
     kube.apply(prune(sim, "crash"))
-    kube.wait_for(PLURAL, "crash", lambda o: (o.get("status") or {}).get("percent", 0) >= 10, what="progress")
+    seen = kube.wait_for(
+        PLURAL, "crash", lambda o: (o.get("status") or {}).get("percent", 0) >= 10, what="progress"
+    )
     op.kill()
-    time.sleep(1.0)
+    # While the operator is down the prune goes on: Artifactory reports more directories than status.
+    shown = int(seen["status"]["progress"].split(" of ")[0])
+    wait_until(
+        lambda: int((j.prune_status() or {}).get("progress", "0 of 256").split(" of ")[0]) > shown + 10,
+        "the prune to go on while the operator is down",
+    )
     op.start()
     obj = kube.wait_for(PLURAL, "crash", phase("Succeeded"), timeout=90, what="Succeeded after restart")
     assert starts(sim) == 1 and j.prune_starts == 1

@@ -7,7 +7,9 @@ The script under test is the one inside the shipped ``argocd-cm-patch.yaml``, pe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ast
+import importlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,11 @@ import pytest
 import yaml
 from lupa import lua51
 
+import cleanup_operator
 from cleanup_operator import argocd
 from cleanup_operator.api import ALL_KINDS, GROUP, VERSION
-from cleanup_operator.reconcile.conditions import Failure, StatusBuilder
+from cleanup_operator.reconcile.conditions import StatusBuilder, classify
+from cleanup_operator.vendors.errors import RateLimitedError, TransientError
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "deploy" / "argocd"
@@ -127,7 +131,7 @@ def st_ready() -> dict[str, Any]:
 
 def st_progressing() -> dict[str, Any]:
     b = builder()
-    b.progressing("Creating", "creating the policy in Artifactory")
+    b.progressing("WaitingForFinalizer", "waiting for the finalizer before creating the policy")
     return b.result()
 
 
@@ -139,7 +143,7 @@ def st_stalled() -> dict[str, Any]:
 
 def st_retrying() -> dict[str, Any]:
     b = builder()
-    b.failed(Failure("ServerError", "HTTP 503 from Artifactory", stalled=False, retry_after=4.0))
+    b.failed(classify(TransientError("HTTP 503 from Artifactory")))
     return b.result()
 
 
@@ -147,15 +151,15 @@ def st_retrying_after_ready() -> dict[str, Any]:
     """A transient failure after success keeps Ready=True (keep_ready): the resource is still usable."""
     b = builder()
     b.ready("Synced", "in sync")
-    b.failed(Failure("RateLimited", "HTTP 429", stalled=False, retry_after=30.0), keep_ready=True)
+    b.failed(classify(RateLimitedError("HTTP 429")), keep_ready=True)
     return b.result()
 
 
 def st_not_ready() -> dict[str, Any]:
     b = builder()
-    b.set_condition("Ready", False, "PolicyDisabled", "the vendor reports the policy as broken")
-    b.set_condition("Reconciling", False, "PolicyDisabled", "")
-    b.set_condition("Stalled", False, "PolicyDisabled", "")
+    b.set_condition("Ready", False, "PruneFailed", "prune failed: I/O error reading the filestore")
+    b.set_condition("Reconciling", False, "PruneFailed", "")
+    b.set_condition("Stalled", False, "PruneFailed", "")
     return b.result()
 
 
@@ -177,7 +181,8 @@ def st_no_conditions() -> dict[str, Any]:
 
 def st_ready_unknown() -> dict[str, Any]:
     b = builder()
-    b.set_condition("Ready", "Unknown", "Initialising", "first reconcile")
+    # The operator never writes Ready=Unknown; another writer (or a future reason) may.
+    b.set_condition("Ready", "Unknown", "Starting", "first reconcile")
     return b.result()
 
 
@@ -201,9 +206,9 @@ COMMON_CASES = [
     Case("ready", {}, st_ready, "Healthy", "policy docker-stale matches the spec"),
     Case("ready-not-suspended", {"suspend": False}, st_ready, "Healthy", "Synced"),
     Case("ready-while-retrying", {}, st_retrying_after_ready, "Healthy", "in sync"),
-    Case("reconciling", {}, st_progressing, "Progressing", "creating the policy"),
+    Case("reconciling", {}, st_progressing, "Progressing", "waiting for the finalizer"),
     Case("retrying", {}, st_retrying, "Progressing", "retrying: HTTP 503"),
-    Case("not-ready", {}, st_not_ready, "Degraded", "PolicyDisabled"),
+    Case("not-ready", {}, st_not_ready, "Degraded", "PruneFailed: prune failed"),
     Case("no-conditions", {}, st_no_conditions, "Progressing", "Ready condition"),
     Case("ready-unknown", {}, st_ready_unknown, "Progressing", "Ready condition"),
 ]
@@ -247,7 +252,9 @@ PRUNE_CASES = [
     Case(
         "waiting",
         {},
-        lambda: prune_status("Waiting", lambda b: b.progressing("Waiting", "StoragePrune x is running")),
+        lambda: prune_status(
+            "Waiting", lambda b: b.progressing("WaitingForOtherPrune", "another StoragePrune is running")
+        ),
         "Progressing",
         "Prune Waiting",
     ),
@@ -337,14 +344,282 @@ def test_phase_is_only_read_for_storage_prune(kind):
 
 
 def test_every_kind_is_covered():
-    assert (
-        {info.kind for info in ALL_KINDS}
-        == set(KINDS)
-        == {"CleanupPolicy", "StoragePrune", "ArtifactStreamSync"}
-    )
+    """The patch has a health check for every kind the CRDs serve, and no other."""
+    crd_kinds = {
+        yaml.safe_load(p.read_text())["spec"]["names"]["kind"] for p in (ROOT / "crds").glob("*.yaml")
+    }
+    patched = {key.rsplit("_", 1)[1] for key in yaml.safe_load(PATCH.read_text())["data"]}
+    assert crd_kinds == patched == {"CleanupPolicy", "StoragePrune", "ArtifactStreamSync"}
 
 
 def test_health_key_format():
     assert argocd.health_key(KINDS["StoragePrune"]) == (
         "resource.customizations.health.cleanup.artifacts.dev_StoragePrune"
     )
+
+
+# Every reason the operator writes, collected from its code: a new reason is tested without anyone
+# remembering to add it here.
+
+PACKAGE = Path(cleanup_operator.__file__).resolve().parent
+SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if "testing" not in p.relative_to(PACKAGE).parts)
+#: StatusBuilder methods that set conditions, and where their reason argument is.
+BUILDERS = {"ready": 0, "progressing": 0, "stalled": 0, "set_condition": 2}
+#: Reasons that are attributes of an error or a decision; their values are collected from the error
+#: classes (``reason = ...``) and from the ``Decision(...)`` calls instead.
+INDIRECT = {"failure.reason", "exc.reason", "decision.reason"}
+KIND_OF_MODULE = {
+    "cleanup_policy.py": ["CleanupPolicy"],
+    "storage_prune.py": ["StoragePrune"],
+    "artifact_stream_sync.py": ["ArtifactStreamSync"],
+}
+
+
+@dataclass(frozen=True)
+class Written:
+    """Condition calls in one run of statements, with one reason: one status as the code writes it."""
+
+    reason: str
+    where: str
+    calls: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    @property
+    def kinds(self) -> list[str]:
+        return KIND_OF_MODULE.get(self.where.split(":")[0], list(KINDS))
+
+
+def _trees() -> Iterator[tuple[Path, ast.Module]]:
+    for path in SOURCES:
+        yield path, ast.parse(path.read_text(), str(path))
+
+
+def _constants() -> dict[str, str]:
+    """Module-level ``NAME = "text"`` of every module (reason constants, condition types)."""
+    out: dict[str, str] = {}
+    for _, tree in _trees():
+        for node in tree.body:
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                out[node.targets[0].id] = node.value.value
+    return out
+
+
+class _Unresolved(Exception):
+    pass
+
+
+def _values(expr: ast.expr, consts: dict[str, str], local: dict[str, list[ast.expr]]) -> list[Any] | None:
+    """The values ``expr`` can have; None for a pass-through (a parameter, or an indirect reason)."""
+    if isinstance(expr, ast.Constant):
+        return [expr.value]
+    if isinstance(expr, ast.IfExp):
+        values = [_values(e, consts, local) for e in (expr.body, expr.orelse)]
+        return [v for vs in values for v in vs or []]
+    if isinstance(expr, ast.Name):
+        if expr.id in local:
+            return [v for e in local[expr.id] for v in _values(e, consts, local) or []]
+        if expr.id in consts:
+            return [consts[expr.id]]
+        return None  # a parameter: its callers are scanned
+    if ast.unparse(expr) in INDIRECT:
+        return None
+    raise _Unresolved(ast.unparse(expr))
+
+
+def _builder_call(stmt: ast.stmt) -> tuple[str, ast.Call] | None:
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        func = stmt.value.func
+        if isinstance(func, ast.Attribute) and func.attr in BUILDERS:
+            return func.attr, stmt.value
+    return None
+
+
+def collect_written() -> tuple[list[Written], list[str]]:
+    """Each run of condition calls in the code with its reason(s); and what could not be resolved."""
+    consts = _constants()
+    found: dict[tuple[str, str, int], list[tuple[str, tuple[Any, ...]]]] = {}
+    unresolved: list[str] = []
+    for path, tree in _trees():
+        for func in ast.walk(tree):
+            if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            local: dict[str, list[ast.expr]] = {}
+            for node in ast.walk(func):
+                if isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        if isinstance(target, ast.Name):
+                            local.setdefault(target.id, []).append(node.value)
+            for block in ast.walk(func):
+                for field in ("body", "orelse", "finalbody"):
+                    stmts = getattr(block, field, None)
+                    if not isinstance(stmts, list):
+                        continue
+                    run = 0
+                    for i, stmt in enumerate(stmts):
+                        call = _builder_call(stmt)
+                        if call is None:
+                            run = i + 1
+                            continue
+                        name, node = call
+                        where = f"{path.name}:{node.lineno}"
+                        at = BUILDERS[name]
+                        if len(node.args) <= at:
+                            continue
+                        try:
+                            reasons = _values(node.args[at], consts, local)
+                        except _Unresolved as exc:
+                            unresolved.append(f"{where}: reason {exc}")
+                            continue
+                        if reasons is None:
+                            continue
+                        args: list[list[Any] | None] = []
+                        for j, a in enumerate(node.args[:at]):  # set_condition's type and status
+                            try:
+                                args.append(_values(a, consts, local))
+                            except _Unresolved:
+                                args.append(None if j == 0 else ["dynamic"])
+                        for reason in reasons:
+                            key = (f"{path.name}:{stmts[run].lineno}", str(reason), id(stmts))
+                            rest = (*((a or ["dynamic"])[0] for a in args), reason)
+                            found.setdefault(key, []).append((name, rest))
+    written = [Written(reason, where, tuple(calls)) for (where, reason, _), calls in found.items()]
+    return written, unresolved
+
+
+def decision_reasons() -> list[tuple[str, str]]:
+    """(act, reason) of every ``Decision(Act.X, "Reason", ...)`` in the code."""
+    out = []
+    for _, tree in _trees():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "Decision"
+                and len(node.args) >= 2
+                and isinstance(node.args[0], ast.Attribute)
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                out.append((node.args[0].attr, str(node.args[1].value)))
+    return out
+
+
+def error_classes() -> list[type[Exception]]:
+    """Every exception class of the package that carries a condition ``reason = "..."``."""
+    out = []
+    for path, tree in _trees():
+        module = ".".join(("cleanup_operator", *path.relative_to(PACKAGE).with_suffix("").parts))
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(s, ast.Assign)
+                and isinstance(s.value, ast.Constant)
+                and any(isinstance(t, ast.Name) and t.id == "reason" for t in s.targets)
+                for s in node.body
+            ):
+                cls = getattr(importlib.import_module(module), node.name)
+                if isinstance(cls, type) and issubclass(cls, Exception):
+                    out.append(cls)
+    return out
+
+
+WRITTEN, UNRESOLVED = collect_written()
+
+
+def expected_health(conditions: dict[str, Any]) -> str:
+    """What a user should see: a stall or a failure is Degraded, work or a retry Progressing, done Healthy."""
+    if conditions.get("Stalled") is True:
+        return "Degraded"
+    if conditions.get("Ready") is True:
+        return "Healthy"
+    if conditions.get("Reconciling") is True:
+        return "Progressing"
+    return "Degraded" if conditions.get("Ready") is False else "Progressing"
+
+
+def test_every_reason_expression_is_understood():
+    """A reason the collector cannot read (a new kind of expression) fails here, not silently."""
+    assert not UNRESOLVED, UNRESOLVED
+    reasons = {w.reason for w in WRITTEN}
+    # What the reconcilers are known to write is among what was collected (the collector works).
+    assert {
+        "Synced",
+        "Conflict",
+        "PruneSucceeded",
+        "PruneFailed",
+        "RunInProgress",
+        "InternalError",
+    } <= reasons
+    assert {"Creating", "ServerError", "PolicyDisabled", "Initialising"}.isdisjoint(reasons)
+
+
+def test_cases_above_use_only_reasons_the_operator_writes():
+    written = (
+        {w.reason for w in WRITTEN} | {c.reason for c in error_classes()} | {r for _, r in decision_reasons()}
+    )
+    for case in COMMON_CASES + PRUNE_CASES:
+        status = case.status() if case.status is not None else None
+        used = {c["reason"] for c in (status or {}).get("conditions", [])}
+        assert used <= written, (case.name, used - written)
+
+
+@pytest.mark.parametrize("written", WRITTEN, ids=lambda w: f"{w.reason}@{w.where}")
+def test_each_reason_the_code_writes_has_the_health_a_user_expects(written):
+    """The condition calls as the code makes them (dynamic values tried both ways), run through the script."""
+    variants: list[list[tuple[str, tuple[Any, ...]]]] = [[]]
+    for name, args in written.calls:
+        options = [args]
+        if "dynamic" in args:
+            options = [tuple(v if a == "dynamic" else a for a in args) for v in (True, False)]
+        variants = [[*v, (name, o)] for v in variants for o in options]
+    decisive = {"Ready", "Reconciling", "Stalled"}
+    sets_health = any(n != "set_condition" or a[0] in decisive for n, a in written.calls)
+    for calls in variants:
+        b = builder()
+        if not sets_health:
+            b.ready("Synced", "in sync")  # other condition types must leave this health alone
+        for name, args in calls:
+            message = "message from the code"
+            if name == "set_condition":
+                b.set_condition(args[0], args[1], written.reason, message)
+            else:
+                getattr(b, name)(written.reason, message)
+        status = b.result()
+        conditions = {
+            c["type"]: {"True": True, "False": False}.get(c["status"]) for c in status["conditions"]
+        }
+        for kind in written.kinds:
+            result = run_health(shipped_script(kind), resource(kind, status=status))
+            assert result["status"] == expected_health(conditions), (kind, calls, result)
+            if conditions.get("Stalled") is True or any(n in ("ready", "stalled") for n, _ in calls):
+                assert written.reason in result["message"], result
+
+
+@pytest.mark.parametrize("error", error_classes(), ids=lambda c: c.__name__)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_error_reason_is_degraded_or_retried(kind, error):
+    """Every error class's reason, through the one error → condition mapping (classify, failed)."""
+    failure = classify(error("what the vendor said"))
+    b = builder()
+    b.failed(failure)
+    result = run_health(shipped_script(kind), resource(kind, status=b.result()))
+    assert result["status"] == ("Degraded" if failure.stalled else "Progressing"), (failure, result)
+    assert failure.reason == error.reason and error.reason in result["message"], result
+
+
+@pytest.mark.parametrize(
+    ("act", "reason"),
+    # Decisions to act are not written as conditions; to touch nothing or to wait, they are.
+    [(a, r) for a, r in decision_reasons() if a in ("NOTHING", "WAIT")],
+    ids=lambda x: str(x),
+)
+def test_each_decision_reason_has_its_health(act, reason):
+    """A decision to touch nothing is shown as a stall (a human must act); one to wait, as progress."""
+    b = builder()
+    (b.stalled if act == "NOTHING" else b.progressing)(reason, "decided")
+    result = run_health(shipped_script("CleanupPolicy"), resource("CleanupPolicy", status=b.result()))
+    assert result["status"] == ("Degraded" if act == "NOTHING" else "Progressing"), result
+    assert reason in result["message"], result
