@@ -399,7 +399,9 @@ async def test_disabled_policy_cannot_run(client: jfrog.JFrogClient) -> None:
     assert not isinstance(exc.value, ConflictError)
 
 
-async def test_changes_refused_while_running(client: jfrog.JFrogClient, jsim: JFrogSimulator) -> None:
+async def test_changes_refused_while_running(
+    sim: SimulatorServer, client: jfrog.JFrogClient, jsim: JFrogSimulator
+) -> None:
     await enabled_policy(client, "docker-old")
     run_id = jsim.set_running("docker-old")  # until stopped
 
@@ -424,7 +426,11 @@ async def test_changes_refused_while_running(client: jfrog.JFrogClient, jsim: JF
     await client.update_policy(policy(description="new"))
     assert (await client.get_policy("docker-old")).description == "new"
     await client.delete_policy("docker-old")
-    assert jsim.policy("docker-old") is None
+    # What was sent: the refused DELETE while running (409), then the one after the stop.
+    deletes = sim.calls.calls("jfrog", "DELETE", r"/policies/docker-old$")
+    assert [c.status for c in deletes] == [409, 200], deletes
+    with pytest.raises(NotFoundError):
+        await client.get_policy("docker-old")
 
 
 async def test_at_most_three_runs(client: jfrog.JFrogClient, jsim: JFrogSimulator) -> None:
@@ -758,12 +764,16 @@ async def test_injected_http_client_and_quoted_keys() -> None:
 async def test_write_calls_ignore_an_unreadable_success_body() -> None:
     """Some servers answer a delete with plain text: the 200 is what counts, not the body."""
 
+    sent: list[tuple[str, str]] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
-        assert request.method == "DELETE"
+        sent.append((request.method, request.url.path))
         return httpx.Response(200, text="Policy deleted", headers={"content-type": "text/plain"})
 
     async with mock_client(handler) as http:
-        await jfrog.JFrogClient(http).delete_policy("docker-old")
+        result = await jfrog.JFrogClient(http).delete_policy("docker-old")
+    assert result is None
+    assert sent == [("DELETE", "/artifactory/api/cleanup/packages/policies/docker-old")], sent
 
 
 async def test_run_summaries_in_an_envelope() -> None:

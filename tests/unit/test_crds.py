@@ -96,9 +96,12 @@ def test_check_mode_reports_chart_drift(tmp_path, capsys):
     assert str(out / crdgen.file_name(ALL_KINDS[1])) not in err
 
 
-def test_chart_option_needs_a_chart(tmp_path):
-    with pytest.raises(SystemExit):
+def test_chart_option_needs_a_chart(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
         crdgen.main(["--out", str(tmp_path / "crds"), "--chart", str(tmp_path / "nochart")])
+    assert exited.value.code == 2, "a usage error must fail, not exit 0"
+    assert f"--chart {tmp_path / 'nochart'}: no Chart.yaml there" in capsys.readouterr().err
+    assert not (tmp_path / "crds").exists(), "wrote CRDs despite the error"
 
 
 @pytest.mark.parametrize("info", ALL_KINDS, ids=lambda i: i.kind)

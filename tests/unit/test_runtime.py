@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+import pytest
 
 from cleanup_operator.api.cleanup_policy import CLEANUP_POLICY
 from cleanup_operator.observability import Metrics
@@ -30,10 +34,13 @@ def body(
 
 
 class Recorder:
+    """A reconciler that records what ran and when (the loop's time: under looptime, a fake one)."""
+
     kind = CLEANUP_POLICY
 
     def __init__(self, requeue: float | None = None, hold: float = 0.0) -> None:
         self.seen: list[tuple[str, int | None]] = []
+        self.at: list[float] = []
         self.active = 0
         self.max_active = 0
         self.requeue = requeue
@@ -43,6 +50,7 @@ class Recorder:
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         self.seen.append((obj.uid, obj.generation))
+        self.at.append(asyncio.get_running_loop().time())
         await asyncio.sleep(self.hold)
         self.active -= 1
         return Outcome(dict(obj.status), self.requeue)
@@ -72,18 +80,34 @@ class NoKube:
         pass
 
 
+# The scheduler runs on the event loop's clock; under ``looptime`` that clock is fake and moves only
+# when every task waits, so "0.05 s later" is exact and a loaded machine changes nothing.
+pytestmark_looptime = pytest.mark.looptime(start=0)
+
+
+@asynccontextmanager
+async def running(sched: Scheduler) -> AsyncIterator[None]:
+    task = asyncio.create_task(sched.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await sched.aclose()
+
+
+@pytestmark_looptime
 async def test_new_objects_run_once_and_status_only_events_do_not_rerun() -> None:
     rec = Recorder()
     sched = Scheduler(NoKube())  # type: ignore[arg-type]
     sched.observe(rec, body("a", 1))
     sched.observe(rec, body("b", 1))
-    task = asyncio.create_task(sched.run())
-    await asyncio.sleep(0.05)
-    sched.observe(rec, body("a", 1, status={"phase": "x"}))  # our own status patch
-    sched.observe(rec, body("a", 1, {"cleanup.artifacts.dev/kopf-managed": "yes"}))
-    await asyncio.sleep(0.05)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(sched):
+        await asyncio.sleep(1)
+        assert sorted(rec.seen) == [("a", 1), ("b", 1)] and rec.at == [0, 0]
+        sched.observe(rec, body("a", 1, status={"phase": "x"}))  # our own status patch
+        sched.observe(rec, body("a", 1, {"cleanup.artifacts.dev/kopf-managed": "yes"}))
+        await asyncio.sleep(3600)  # an hour later: nothing else ran
     assert sorted(rec.seen) == [("a", 1), ("b", 1)]
     assert (
         sched.ctx.metrics.value("cleanup_operator_reconciles_total", kind="CleanupPolicy", result="ok") == 2
@@ -91,49 +115,64 @@ async def test_new_objects_run_once_and_status_only_events_do_not_rerun() -> Non
     assert "cleanup_operator_reconciles_total{" in sched.ctx.metrics.render()
 
 
+@pytestmark_looptime
 async def test_generation_and_requested_at_rerun() -> None:
     rec = Recorder()
     sched = Scheduler(NoKube())  # type: ignore[arg-type]
     sched.observe(rec, body("a", 1))
-    task = asyncio.create_task(sched.run())
-    await asyncio.sleep(0.02)
-    sched.observe(rec, body("a", 2))
-    await asyncio.sleep(0.02)
-    sched.observe(rec, body("a", 2, {"cleanup.artifacts.dev/requested-at": "now"}))
-    await asyncio.sleep(0.02)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(sched):
+        await asyncio.sleep(10)
+        sched.observe(rec, body("a", 2))
+        await asyncio.sleep(10)
+        sched.observe(rec, body("a", 2, {"cleanup.artifacts.dev/requested-at": "now"}))
+        await asyncio.sleep(10)
+        sched.observe(rec, body("a", 2, {"cleanup.artifacts.dev/requested-at": "now"}))  # same value
+        await asyncio.sleep(10)
     assert rec.seen == [("a", 1), ("a", 2), ("a", 2)]
+    assert rec.at == [0, 10, 20], "each change runs at once, the same value never again"
 
 
+@pytestmark_looptime
 async def test_change_during_a_reconcile_reruns_after_it_never_concurrently() -> None:
-    rec = Recorder(hold=0.05)
+    rec = Recorder(hold=5)
     sched = Scheduler(NoKube())  # type: ignore[arg-type]
     sched.observe(rec, body("a", 1))
-    task = asyncio.create_task(sched.run())
-    await asyncio.sleep(0.01)
-    sched.observe(rec, body("a", 2))
-    sched.observe(rec, body("a", 3))
-    await asyncio.sleep(0.2)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(sched):
+        await asyncio.sleep(1)
+        assert rec.active == 1
+        sched.observe(rec, body("a", 2))
+        sched.observe(rec, body("a", 3))
+        await asyncio.sleep(60)
     assert rec.max_active == 1
     assert rec.seen == [("a", 1), ("a", 3)]
+    assert rec.at == [0, 5], "the rerun starts when the first reconcile ends, with the newest snapshot"
 
 
+@pytestmark_looptime
 async def test_requeue_after_and_hold() -> None:
-    rec = Recorder(requeue=0.03)
+    rec = Recorder(requeue=30)
     sched = Scheduler(NoKube())  # type: ignore[arg-type]
     sched.observe(rec, body("a", 1))
-    task = asyncio.create_task(sched.run())
-    await asyncio.sleep(0.1)
-    runs = len(rec.seen)
-    assert runs >= 3
-    await sched.hold("a")
-    await asyncio.sleep(0.1)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    assert len(rec.seen) <= runs + 1
+    async with running(sched):
+        await asyncio.sleep(100)
+        assert rec.at == [0, 30, 60, 90], rec.at
+        await sched.hold("a")
+        await asyncio.sleep(600)
+    assert rec.at == [0, 30, 60, 90], "a held object is not scheduled again"
+
+
+@pytestmark_looptime
+async def test_hold_waits_for_the_reconcile_in_flight() -> None:
+    rec = Recorder(hold=7, requeue=1)
+    sched = Scheduler(NoKube())  # type: ignore[arg-type]
+    sched.observe(rec, body("a", 1))
+    async with running(sched):
+        await asyncio.sleep(2)
+        loop = asyncio.get_running_loop()
+        await sched.hold("a")
+        assert loop.time() == 7 and rec.active == 0
+        await asyncio.sleep(100)
+    assert rec.at == [0]
 
 
 async def test_snapshot_is_lean() -> None:
