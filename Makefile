@@ -4,13 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv tools crds crds-check test test-unit test-sim test-cluster lint demo bench clean
+.PHONY: help venv tools crds crds-check test test-unit test-sim test-cluster lint demo bench mutation clean
 
 help:
 	@echo "make demo   - local control plane + simulators + operator + examples (Ctrl-C stops)"
 	@echo "make test   - every test tier: unit, sim (vendor simulators), cluster (real kube-apiserver)"
 	@echo "make lint   - ruff + mypy --strict"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
+	@echo "make mutation - mutation testing of the destructive decisions (decisions.py) with mutmut"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,6 +48,9 @@ lint: $(STAMP)
 
 demo: $(STAMP) tools
 	$(PY) hack/demo.py
+
+mutation: $(STAMP)
+	PY=$(abspath $(PY)) bash hack/mutation.sh
 
 bench: $(STAMP) tools
 	$(PY) bench/reconcile_1000.py

@@ -222,11 +222,12 @@ def test_create_then_delete_at_once_leaves_nothing_behind(kube: Kube, sim: Simul
     kube.secret("jfrog", token="test-token")
     j = jfrog(sim)
     names = [unique("flash") for _ in range(3)]
-    for name in names:
-        # The create is in flight when the delete arrives.
+    for n, name in enumerate(names):
+        # The create is in flight when the delete arrives (the first one even before the create).
         jfrog(sim).faults.add(Fault("latency", path=f"/policies/{name}$", method="POST", delay=1.5))
         kube.apply(policy(sim, name, interval="1h"))
-        time.sleep(0.3)
+        if n:
+            kube.wait_for(CPOL, name, lambda o: bool(o["status"].get("createPending")), what="create sent")
         kube.delete(CPOL, name)
     for name in names:
         kube.wait_gone(CPOL, name)

@@ -34,8 +34,13 @@ class HarnessSource(Model):
     )
     artifact_stream_ids: list[str] = Field(
         min_length=1,
-        description="Artifact stream ids (UUIDs) to clean up. One or more.",
-        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 128}, "maxItems": 200},
+        description="Artifact stream ids (UUIDs) to clean up. One or more, each once.",
+        json_schema_extra={
+            "items": {"type": "string", "minLength": 1, "maxLength": 128},
+            "maxItems": 200,
+            # A set: the API server refuses an id listed twice (it would be cleaned up twice a sync).
+            "x-kubernetes-list-type": "set",
+        },
     )
 
 

@@ -162,7 +162,7 @@ class ArtifactStreamSyncReconciler:
         previous = {s["id"]: s for s in (b.get("streams") or []) if isinstance(s, dict)}
         results: list[dict[str, Any]] = []
         retry_in: float | None = None
-        for stream_id in src.artifact_stream_ids:
+        for stream_id in dict.fromkeys(src.artifact_stream_ids):  # each once, whatever the spec says
             prev = previous.get(stream_id)
             if prev and prev.get("state") in PERMANENT and not spec_changed:
                 results.append(prev)

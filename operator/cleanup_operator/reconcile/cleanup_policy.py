@@ -26,9 +26,11 @@ import re
 import time
 from typing import Any
 
+from .. import decisions
 from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
 from ..api.common import ADOPT, Connection, parse_duration
 from ..credentials import CredentialsError
+from ..decisions import Act
 from ..runtime import Context, Event, Obj, Outcome, Retry
 from ..vendors import jfrog
 from ..vendors.errors import AuthError, ConflictError, NotFoundError, RejectedError, VendorError
@@ -281,40 +283,35 @@ class CleanupPolicyReconciler:
 
         url = jfrog_claim_url(obj.spec) or spec.connection.url
         owned = owned_policy(b.data)
-        if owned is not None and not same_identity(owned, url, key):
-            b["managed"] = None
-            b.stalled(
-                IDENTITY_CHANGED,
-                f"this resource owns policy {owned['key']} on {owned.get('url', 'its Artifactory')}, but the spec"
-                f" now names policy {key} on {url}: the policy's identity cannot change. Revert"
-                " spec.policyKey, spec.projectKey and spec.connection.url, or create a new resource for the"
-                " new policy (deleting this one removes the old policy as its deletionPolicy says)",
-            )
-            return interval_of(spec.interval)
         pending = b.get("createPending")
-        if isinstance(pending, dict) and not same_identity(pending, url, key):
-            pending = None
+        decision = decisions.policy_ownership(
+            url=url,
+            key=key,
+            owned=owned,
+            pending=pending if isinstance(pending, dict) else None,
+            exists=current is not None,
+            digest=policy_digest(current) if current is not None else None,
+            adopt=obj.annotations.get(ADOPT),
+            adopted_before=bool(b.get("adoptedPolicy")),
+            guarded=obj.guarded,
+        )
         wrote = False
-        if owned is None and isinstance(pending, dict) and current is not None:
-            # Crashed (or lost the answer) after asking Artifactory to create the policy: it is
-            # ours only if it is exactly what we sent.
+        if decision.act == Act.NOTHING:
+            if decision.reason != IDENTITY_CHANGED:
+                b["createPending"] = None  # a pending create that found someone else's policy is over
+            b["managed"] = None
+            b.stalled(decision.reason, decision.message)
+            return interval_of(spec.interval)
+        if decision.act == Act.WAIT:
+            b.progressing(decision.reason, decision.message)
+            return 1.0
+        if decision.act == Act.CONFIRM:
+            # Crashed (or lost the answer) after asking Artifactory to create it: exactly what we sent.
             b["createPending"] = None
-            if policy_digest(current) != pending.get("digest"):
-                b["managed"] = None
-                b.stalled(
-                    ALREADY_EXISTS,
-                    f"a cleanup policy with key {key} exists in Artifactory but is not the one this resource"
-                    " asked to create: it is left untouched. Annotate the resource with"
-                    f' {ADOPT}: "{key}" to adopt it',
-                )
-                return interval_of(spec.interval)
             owned = {**identity(url, key), "origin": "Created"}
             b["ownedPolicy"] = owned
-            events.append(Event("Normal", "Created", f"created cleanup policy {key} in Artifactory"))
-        if current is None:
-            if owned is None and not obj.guarded:
-                b.progressing(WAITING_FOR_FINALIZER, "waiting for the finalizer before creating the policy")
-                return 1.0
+            events.append(Event("Normal", "Created", decision.message))
+        if decision.act == Act.CREATE:
             created = await self._create(obj, spec, key, url, b, events, client, desired)
             if not created:
                 return interval_of(spec.interval)
@@ -325,21 +322,13 @@ class CleanupPolicyReconciler:
             owned = b["ownedPolicy"]
             wrote = True
         else:
-            if owned is None:
-                adopt = obj.annotations.get(ADOPT)
-                if adopt not in (key, "true") or b.get("adoptedPolicy"):
-                    b["managed"] = None
-                    b.stalled(
-                        ALREADY_EXISTS,
-                        f"a cleanup policy with key {key} already exists in Artifactory and is not this"
-                        f' resource\'s: it is left untouched. Annotate the resource with {ADOPT}: "{key}"'
-                        " to adopt it",
-                    )
-                    return interval_of(spec.interval)
+            assert current is not None
+            if decision.act == Act.ADOPT:
                 owned = {**identity(url, key), "origin": "Adopted"}
                 b["ownedPolicy"] = owned
                 b["adoptedPolicy"] = identity(url, key)
-                events.append(Event("Normal", "Adopted", f"adopted existing cleanup policy {key}"))
+                events.append(Event("Normal", "Adopted", decision.message))
+            assert owned is not None
             diffs = differences(desired, current)
             body_diffs = [d for d in diffs if d != "enabled"]
             if body_diffs:
@@ -594,11 +583,12 @@ class CleanupPolicyReconciler:
             spec = parse_spec(CleanupPolicySpec, obj)
         except InvalidSpec:
             return None
-        if spec.deletion_policy == "Orphan" or spec.management_policy == "ObserveOnly":
-            return None
+        observe_only = spec.management_policy == "ObserveOnly"
         owned = owned_policy(obj.status)
         pending = obj.status.get("createPending")
         if owned is None and not isinstance(pending, dict):
+            return None  # nothing of ours to look at (not even a create in flight)
+        if spec.deletion_policy != "Delete" or observe_only:
             return None
         record = owned if owned is not None else pending
         assert isinstance(record, dict)
@@ -611,11 +601,19 @@ class CleanupPolicyReconciler:
         try:
             client = await jfrog_client(self.ctx, obj.namespace, conn)
             try:
-                current = await client.get_policy(key)
+                current: jfrog.Policy | None = await client.get_policy(key)
             except NotFoundError:
+                current = None
+            decision = decisions.policy_deletion(
+                deletion_policy=spec.deletion_policy,
+                observe_only=observe_only,
+                owned=owned is not None,
+                pending=isinstance(pending, dict),
+                exists=current is not None,
+                digest_matches=current is not None and policy_digest(current) == record.get("digest"),
+            )
+            if decision.act != Act.DELETE or current is None:
                 return None
-            if owned is None and policy_digest(current) != record.get("digest"):
-                return None  # the create never happened; this policy is someone else's
             if current.enabled:
                 await client.set_enabled(key, False)  # no new cron run may start meanwhile
             stopping = await self._stop_runs(client, key, obj.status.get("lastRun") or {})

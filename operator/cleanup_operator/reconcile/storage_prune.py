@@ -22,9 +22,11 @@ import datetime as dt
 import logging
 from typing import Any
 
+from .. import decisions
 from ..api.common import CREATION_SERVED, parse_duration
 from ..api.storage_prune import STORAGE_PRUNE, StoragePruneSpec
 from ..credentials import CredentialsError
+from ..decisions import Act
 from ..runtime import Context, Event, Obj, Outcome, Retry
 from ..schedule import Cron
 from ..vendors import jfrog
@@ -461,11 +463,12 @@ class StoragePruneReconciler:
         url = jfrog_claim_url(obj.spec) or spec.connection.url
         if self._running.get(url) == obj.uid:
             self._running.pop(url, None)
-        if (
-            not spec.stop_on_delete
-            or obj.status.get("phase") != "Running"
-            or obj.status.get("startedByUs") is not True
-        ):
+        decision = decisions.prune_stop_on_delete(
+            stop_on_delete=spec.stop_on_delete,
+            phase=obj.status.get("phase"),
+            started_by_us=obj.status.get("startedByUs"),
+        )
+        if decision.act != Act.STOP:
             return None  # only a prune Artifactory confirmed we started is ever stopped
         try:
             client = await jfrog_client(self.ctx, obj.namespace, spec.connection)
