@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .api.common import ADOPT, FINALIZER, FORCE_DELETE, RECONCILE_AT, REQUESTED_AT, KindInfo
+from .api.common import ADOPT, APPROVE, FINALIZER, FORCE_DELETE, RECONCILE_AT, REQUESTED_AT, KindInfo
 from .credentials import Credentials, fingerprint
 from .kube import KubeAPI, KubeError
 from .observability import Metrics
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 INTERNAL_ERROR = "InternalError"
 
 #: Annotations whose change wakes an object's loop (besides a new generation).
-TRIGGER_ANNOTATIONS = (REQUESTED_AT, RECONCILE_AT, ADOPT, FORCE_DELETE)
+TRIGGER_ANNOTATIONS = (REQUESTED_AT, RECONCILE_AT, APPROVE, ADOPT, FORCE_DELETE)
 
 
 @dataclass(frozen=True)

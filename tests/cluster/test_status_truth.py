@@ -72,8 +72,9 @@ def test_harness_sync_where_every_stream_is_refused_is_not_a_sync(kube: Kube, si
     assert "lastSyncedAt" not in status, "nothing was cleaned up: not a successful sync"
     assert status["lastAttemptAt"] and status["synced"] == "0/2"
     time.sleep(3)  # permanent refusals are not retried in a loop
+    mine = {"ghost-7", "jenkins-7"}  # leftovers of earlier tests may still call the simulator
     tried = [c.json["variables"]["input"]["artifactStreamId"] for c in sim.calls.calls(vendor="harness")]
-    assert sorted(tried) == ["ghost-7", "jenkins-7"]
+    assert sorted(t for t in tried if t in mine) == ["ghost-7", "jenkins-7"]
 
 
 def test_a_new_latest_run_never_shows_the_previous_runs_inventory(kube: Kube, sim: SimulatorServer) -> None:
@@ -122,7 +123,7 @@ def test_a_scheduled_prune_waiting_for_its_tick_is_healthy(kube: Kube, sim: Simu
     obj = kube.wait_for(SPRUNE, "weekly", lambda o: o["status"].get("phase") == "Scheduled", what="Scheduled")
     assert is_true(obj, "Ready", "Scheduled")
     assert condition(obj, "Reconciling")["status"] == "False"
-    assert not sim.calls.calls(vendor="jfrog", method="POST")
+    assert not sim.calls.calls(vendor="jfrog", method="POST", path="/prune/")
 
 
 def test_a_prune_from_a_later_directory_ends_at_100_percent(kube: Kube, sim: SimulatorServer) -> None:

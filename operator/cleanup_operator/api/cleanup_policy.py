@@ -18,6 +18,7 @@ from .common import (
     KindInfo,
     Model,
     PrinterColumn,
+    Safety,
     age_column,
     config,
     ready_column,
@@ -237,6 +238,11 @@ class CleanupPolicySpec(Model):
                 "includeAllProjects and includedProjects are relevant only on the global level, for"
                 " platform admins: remove them from a project-level policy",
             ),
+            _cel(
+                "!has(self.safety) || !has(self.cronExp) || self.cronExp == ''",
+                "cronExp runs inside Artifactory, where nothing can hold a run for its dry run and budget:"
+                " with spec.safety, remove cronExp and ask for runs with the requested-at annotation",
+            ),
             _cel(_unchanged("policyKey"), IMMUTABLE.format(field="policyKey")),
             _cel(_unchanged("projectKey"), IMMUTABLE.format(field="projectKey")),
         ]
@@ -286,6 +292,12 @@ class CleanupPolicySpec(Model):
     on_demand_run: OnDemandRun = Field(
         default_factory=OnDemandRun, description="How runs requested with the requested-at annotation run."
     )
+    safety: Safety | None = Field(
+        None,
+        description="Guard rails for real runs (onDemandRun.dryRun: false): each starts with a dry run,"
+        " and the real run follows only within this budget, or after cleanup.artifacts.dev/approve names"
+        " that dry run. Not allowed with cronExp (Artifactory's own schedule cannot be held).",
+    )
 
 
 class LastRun(Model):
@@ -298,6 +310,12 @@ class LastRun(Model):
         description="Starting, Running, Succeeded, Failed, Stopped or Refused (the vendor's word when it has one).",
     )
     requested_at: str | None = Field(None, description="The requested-at value this run answers.")
+    gate: bool | None = Field(
+        None, description="This dry run decides whether the real run that was asked for may start."
+    )
+    allowed_by: str | None = Field(
+        None, description="The dry run (its run id) whose figures, or approval, let this real run start."
+    )
     previous_run_id: int | None = Field(
         None,
         description="While Starting: the newest run id Artifactory listed before the run was asked for"
@@ -327,6 +345,13 @@ class CreatePending(PolicyIdentity):
     since: str | None = Field(None, description="When the create was recorded, before it was sent.")
 
 
+class PendingApproval(Model):
+    dry_run_id: str = Field(description="The dry run awaiting cleanup.artifacts.dev/approve=<this id>.")
+    reason: str = Field(description="ApprovalRequired or BudgetExceeded.")
+    message: str = Field("", description="The figures, the limits and how to approve.")
+    since: str | None = Field(None, description="When the real run was held.")
+
+
 class CleanupPolicyStatus(CommonStatus):
     policy_key: str | None = Field(None, description="The key of the policy in Artifactory.")
     managed: bool | None = Field(
@@ -349,6 +374,18 @@ class CleanupPolicyStatus(CommonStatus):
     drift_corrections: int = Field(0, description="How many times drift in Artifactory was corrected.")
     differences: list[str] | None = Field(None, description="Fields that differ from the spec (ObserveOnly).")
     last_run: LastRun | None = Field(None, description="The last run this resource requested.")
+    last_dry_run: LastRun | None = Field(
+        None, description="The last dry run that gated a real run (spec.safety): what it would delete."
+    )
+    pending_approval: PendingApproval | None = Field(
+        None, description="A real run held after its dry run, until approved (or a new request)."
+    )
+    last_approved_dry_run: str | None = Field(
+        None, description="The dry run id the last approval started a real run for (used once)."
+    )
+    last_handled_approval: str | None = Field(
+        None, description="The last value of the cleanup.artifacts.dev/approve annotation acted on."
+    )
 
 
 CLEANUP_POLICY = KindInfo(
@@ -385,6 +422,21 @@ CLEANUP_POLICY = KindInfo(
         PrinterColumn("Enabled", ".status.enabled", type="boolean"),
         ready_column(),
         PrinterColumn("Last Run", ".status.lastRun.state"),
+        PrinterColumn(
+            "Dry Run Pkgs",
+            ".status.lastDryRun.packagesDeleted",
+            type="integer",
+            description="Packages the last gating dry run would delete",
+        ),
+        PrinterColumn(
+            "Dry Run Bytes",
+            ".status.lastDryRun.bytesDeleted",
+            type="integer",
+            description="Bytes the last gating dry run would free",
+        ),
+        PrinterColumn(
+            "Approval", ".status.pendingApproval.reason", description="A real run held for approval"
+        ),
         age_column(),
     ),
 )

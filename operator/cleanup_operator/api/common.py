@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,8 @@ FORCE_DELETE = f"{GROUP}/force-delete"
 #: Written by the operator on a StoragePrune (without a schedule) whose one prune, asked for by its
 #: creation, has been started: a copy restored from a backup keeps it, and does not prune again.
 CREATION_SERVED = f"{GROUP}/creation-prune-started"
+#: Annotation approving one dry run (its id) held for approval or over budget: one approval, one run.
+APPROVE = f"{GROUP}/approve"
 #: The finalizer guarding the vendor objects a resource owns (Kopf's, renamed to be visibly ours).
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -115,6 +118,49 @@ class Connection(Model):
     )
     insecure_skip_verify: bool = Field(False, description="Skip TLS verification. Never use in production.")
     timeout: Annotated[str, TIMEOUT] = Duration("30s", "Timeout of each request to the vendor.", TIMEOUT)
+
+
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+_QUANTITY_FACTOR = {
+    "": 1,
+    **{s: 1024**i for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), start=1)},
+    **{s: 1000**i for i, s in enumerate(("k", "M", "G", "T", "P", "E"), start=1)},
+}
+
+
+def parse_quantity(text: str) -> int:
+    """Bytes in a Kubernetes quantity such as ``50Gi``, ``1.5T`` or ``1000``."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"not a quantity: {text!r} (use a number with an optional suffix such as Gi or G)")
+    number = text[: match.start(2)] if match.group(2) else text
+    return int(float(number) * _QUANTITY_FACTOR[match.group(2) or ""])
+
+
+APPROVAL_AGE = DurationRange("1m", "720h")
+
+
+class Safety(Model):
+    """Guard rails for real deletions: a dry run first, then the real run only within the budget
+    (or after an approval of that exact dry run)."""
+
+    max_packages: int | None = Field(None, ge=0, description="Most packages one real run may delete.")
+    max_versions: int | None = Field(None, ge=0, description="Most versions one real run may delete.")
+    max_bytes: str | None = Field(
+        None,
+        pattern=QUANTITY_PATTERN,
+        max_length=32,
+        description="Most bytes one real run (or prune) may free: a Kubernetes quantity such as 50Gi.",
+    )
+    approval: Literal["Auto", "Manual"] = Field(
+        "Auto",
+        description="Auto: a dry run within the budget lets the real run start. Manual: every real run waits"
+        " for cleanup.artifacts.dev/approve=<dry run id>.",
+    )
+    approval_max_age: Annotated[str, APPROVAL_AGE] = Duration(
+        "24h", "How long a dry run stays good for an approval.", APPROVAL_AGE
+    )
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

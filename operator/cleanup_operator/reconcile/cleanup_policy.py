@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import decisions
 from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
-from ..api.common import ADOPT, Connection, parse_duration
+from ..api.common import ADOPT, APPROVE, Connection, parse_duration, parse_quantity
 from ..credentials import CredentialsError
 from ..decisions import Act
 from ..runtime import Context, Event, Obj, Outcome, Retry
@@ -358,6 +358,12 @@ class CleanupPolicyReconciler:
 
         poll = await self._runs(obj, spec, key, b, events, client, current)
         b.ready(SYNCED_REASON, f"policy {key} matches the spec")
+        held = b.get("pendingApproval")
+        if isinstance(held, dict) and held.get("reason"):
+            # The policy is in sync; the real run waits for a human (Argo CD: Degraded).
+            decision = decisions.Decision(Act.NOTHING, str(held["reason"]), str(held.get("message", "")))
+            b.set_condition("Ready", False, decision.reason, decision.message)
+            b.set_condition("Stalled", True, decision.reason, decision.message)
         if poll is not None:
             b.set_condition(
                 "Reconciling", True, "RunInProgress", f"run {b['lastRun'].get('runId')} in progress"
@@ -467,106 +473,264 @@ class CleanupPolicyReconciler:
         client: jfrog.JFrogClient,
         current: jfrog.Policy,
     ) -> float | None:
-        """Start the run the annotation asks for, once; follow a run in progress. Returns a poll delay."""
+        """Start the run the annotation asks for, once; follow a run in progress. Returns a poll delay.
+
+        With ``spec.safety``, a real run starts as a dry run (``gate``); when it ends, the budget
+        decides whether the real run follows at once or waits for an approval of that dry run.
+        """
         poll = parse_duration(spec.on_demand_run.poll_interval)
-        last: dict[str, Any] = dict(b.get("lastRun") or {})
+        last: dict[str, Any] | None = dict(b.get("lastRun") or {})
+        assert last is not None
+        gated = spec.safety is not None and not spec.on_demand_run.dry_run
         requested = new_request(obj, b)
-        dry = spec.on_demand_run.dry_run
-        if requested:
-            recovering = last.get("state") == "Starting" and last.get("requestedAt") == requested
-            refusal = None if recovering else request_refusal(obj, requested, suspended=False)
+        if requested and not (last.get("state") == "Starting" and last.get("requestedAt") == requested):
+            dry = spec.on_demand_run.dry_run or gated
+            refusal = request_refusal(obj, requested, suspended=False)
             if refusal is not None:
                 self._refuse_run(b, events, requested, dry, refusal)
                 return None
+            b["pendingApproval"] = None  # a new request replaces a real run held for approval
             previous = await self._listed_runs(client, key)
-            summaries = previous is not None
             found = None
-            if recovering:
-                # Crashed (or lost the answer) between recording the request and recording the run
-                # id: look for the run before starting one, so that one request makes one run.
-                if not summaries:
-                    last.update(
-                        state="Unknown",
-                        message="the operator restarted while starting this run, and this Artifactory"
-                        " cannot list runs (run summaries need 7.117): check Artifactory; set a new"
-                        " requested-at to run again",
-                    )
-                    b["lastRun"] = last
-                    b["lastHandledRequestedAt"] = requested
-                    events.append(Event("Warning", "RunUnknown", last["message"]))
-                    return None
-                found = _find_started_run(previous or [], last)
-                if found is not None:
-                    last.update(found)
-                    events.append(Event("Normal", "RunFound", f"found run {found['runId']} of policy {key}"))
-            elif summaries and not obj.status.get("lastHandledRequestedAt"):
+            if previous is not None and not obj.status.get("lastHandledRequestedAt") and not gated:
                 # Status may have been lost: a run started since the request answers it already.
-                found = _run_since(previous or [], requested, dry)
-                if found is not None:
-                    last = {"requestedAt": requested, "dryRun": dry, **found}
-                    events.append(
-                        Event(
-                            "Normal", "RunFound", f"run {found['runId']} of policy {key} already answers it"
-                        )
-                    )
-            if found is None:
-                if not current.enabled:
-                    message = (
-                        f"policy {key} is disabled in Artifactory: a disabled policy cannot run;"
-                        " set spec.enabled to true"
-                    )
-                    self._refuse_run(b, events, requested, dry, message, reason="RunRefused")
+                found = _run_since(previous, requested, dry)
+            if found is not None:
+                last = {"requestedAt": requested, "dryRun": dry, **found}
+                b["lastRun"] = last
+                b["lastHandledRequestedAt"] = requested
+                events.append(
+                    Event("Normal", "RunFound", f"run {found['runId']} of policy {key} already answers it")
+                )
+            else:
+                template: dict[str, Any] = {"requestedAt": requested, "dryRun": dry}
+                if gated:
+                    template["gate"] = True
+                last = await self._start(obj, key, b, events, client, current, template, previous)
+                if last is None:
                     return None
-                if not recovering:
-                    last = {"requestedAt": requested, "dryRun": dry, "state": "Starting", "startedAt": iso()}
-                    if previous is not None:
-                        last["previousRunId"] = max((r.run_id for r in previous), default=0)
-                    b["lastRun"] = last
-                    await self.ctx.write_status(obj, b.result())
-                try:
-                    run_id = await client.run_policy(key, dry_run=dry)
-                except (RejectedError, AuthError, NotFoundError) as exc:
-                    # A definite refusal: the run did not start, and this request is answered.
-                    message = f"Artifactory refused the run: {exc}"
-                    self._refuse_run(b, events, requested, dry, message, reason="RunRefused")
-                    if isinstance(exc, AuthError):
-                        raise
-                    return None
-                last = {**last, "runId": run_id, "state": "Running"}
-                if not summaries:
-                    last.update(
-                        state="Started",
-                        message="this Artifactory cannot report run results (run summaries need 7.117):"
-                        " the run was started, and its results are only shown in Artifactory",
-                    )
-                kind = "dry run" if dry else "run"
-                events.append(Event("Normal", "RunStarted", f"started {kind} {run_id} of policy {key}"))
-            last.pop("previousRunId", None)
-            b["lastRun"] = last
-            b["lastHandledRequestedAt"] = requested
-            # Written at once: the run id must survive a crash before the end of this reconcile.
-            await self.ctx.write_status(obj, b.result())
+
+        if last.get("state") == "Starting":
+            # Crashed (or lost the answer, or was refused for now) between recording the start and
+            # recording the run id: look for the run before starting it, so one request makes one run.
+            last = await self._resume(obj, key, b, events, client, last)
+            if last is None:
+                return None
+
+        approved = await self._approval(obj, spec, key, b, events, client, current)
+        if approved is not None:
+            last = approved
 
         if last.get("state") in ("Running", "Starting") and last.get("runId") is not None:
             summary = await self._summary(client, key, int(last["runId"]))
-            if summary is not None:
-                last.update(summary)
-                b["lastRun"] = last
-                if last.get("state") in RUN_STATES_DONE:
-                    what = "Dry run" if last.get("dryRun") else "Run"
-                    events.append(
-                        Event(
-                            "Normal" if last["state"] == "Succeeded" else "Warning",
-                            f"Run{last['state']}",
-                            f"{what} {last['runId']} of policy {key} {last['state'].lower()}:"
-                            f" {last.get('packagesDeleted', 0)} packages, {last.get('versionsDeleted', 0)}"
-                            f" versions, {last.get('bytesDeleted', 0)} bytes"
-                            + (" would be deleted" if last.get("dryRun") else " deleted"),
-                        )
-                    )
-                    return None
-            return poll
+            if summary is None:
+                return poll
+            last.update(summary)
+            b["lastRun"] = last
+            if last.get("state") not in RUN_STATES_DONE:
+                return poll
+            events.append(_run_event(key, last))
+            if last.get("gate"):
+                return await self._after_gate(obj, spec, key, b, events, client, current, last, poll)
+            if last.get("allowedBy") and b.get("lastDryRun"):
+                self._compare_with_dry_run(b, events, key, last)
         return None
+
+    async def _start(
+        self,
+        obj: Obj,
+        key: str,
+        b: StatusBuilder,
+        events: list[Event],
+        client: jfrog.JFrogClient,
+        current: jfrog.Policy,
+        template: dict[str, Any],
+        previous: list[jfrog.RunSummary] | None,
+    ) -> dict[str, Any] | None:
+        """Record the start (with the newest run id Artifactory lists), then start the run."""
+        requested = str(template["requestedAt"])
+        if not current.enabled:
+            message = f"policy {key} is disabled in Artifactory: a disabled policy cannot run; set spec.enabled to true"
+            self._refuse_run(b, events, requested, bool(template["dryRun"]), message, reason="RunRefused")
+            return None
+        last = {**template, "state": "Starting", "startedAt": iso()}
+        if previous is not None:
+            last["previousRunId"] = max((r.run_id for r in previous), default=0)
+        b["lastRun"] = last
+        b["lastHandledRequestedAt"] = requested
+        await self.ctx.write_status(obj, b.result())
+        return await self._launch(obj, key, b, events, client, last, summaries=previous is not None)
+
+    async def _launch(
+        self,
+        obj: Obj,
+        key: str,
+        b: StatusBuilder,
+        events: list[Event],
+        client: jfrog.JFrogClient,
+        last: dict[str, Any],
+        *,
+        summaries: bool,
+    ) -> dict[str, Any] | None:
+        dry = bool(last.get("dryRun"))
+        try:
+            run_id = await client.run_policy(key, dry_run=dry)
+        except (RejectedError, AuthError, NotFoundError) as exc:
+            # A definite refusal: the run did not start, and this request is answered.
+            message = f"Artifactory refused the run: {exc}"
+            self._refuse_run(b, events, str(last.get("requestedAt")), dry, message, reason="RunRefused")
+            if isinstance(exc, AuthError):
+                raise
+            return None
+        last = {**last, "runId": run_id, "state": "Running"}
+        last.pop("previousRunId", None)
+        if not summaries:
+            last.update(
+                state="Started",
+                message="this Artifactory cannot report run results (run summaries need 7.117):"
+                " the run was started, and its results are only shown in Artifactory",
+            )
+        kind = "dry run" if dry else "run"
+        events.append(Event("Normal", "RunStarted", f"started {kind} {run_id} of policy {key}"))
+        b["lastRun"] = last
+        # Written at once: the run id must survive a crash before the end of this reconcile.
+        await self.ctx.write_status(obj, b.result())
+        return last
+
+    async def _resume(
+        self,
+        obj: Obj,
+        key: str,
+        b: StatusBuilder,
+        events: list[Event],
+        client: jfrog.JFrogClient,
+        last: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        if last.get("requestedAt"):
+            b["lastHandledRequestedAt"] = last["requestedAt"]
+        previous = await self._listed_runs(client, key)
+        if previous is None:
+            last = {
+                **last,
+                "state": "Unknown",
+                "message": "the operator restarted while starting this run, and this Artifactory cannot list"
+                " runs (run summaries need 7.117): check Artifactory; set a new requested-at to run again",
+            }
+            last.pop("previousRunId", None)
+            b["lastRun"] = last
+            events.append(Event("Warning", "RunUnknown", last["message"]))
+            return None
+        found = _find_started_run(previous, last)
+        if found is None:
+            return await self._launch(obj, key, b, events, client, last, summaries=True)
+        last = {**last, **found}
+        last.pop("previousRunId", None)
+        b["lastRun"] = last
+        events.append(Event("Normal", "RunFound", f"found run {found['runId']} of policy {key}"))
+        await self.ctx.write_status(obj, b.result())
+        return last
+
+    async def _after_gate(
+        self,
+        obj: Obj,
+        spec: CleanupPolicySpec,
+        key: str,
+        b: StatusBuilder,
+        events: list[Event],
+        client: jfrog.JFrogClient,
+        current: jfrog.Policy,
+        last: dict[str, Any],
+        poll: float,
+    ) -> float | None:
+        """A gating dry run ended: start the real run within the budget, or hold it for approval."""
+        b["lastDryRun"] = {k: v for k, v in last.items() if k != "gate"}
+        dry = _dry_run_of(last, since=iso())
+        decision = decisions.real_run(
+            budget_of(spec), dry, approval=None, used=b.get("lastApprovedDryRun"), now=time.time()
+        )
+        if decision.act == Act.RUN:
+            events.append(Event("Normal", "RealRunAllowed", decision.message))
+            started = await self._start_real(obj, key, b, events, client, current, last, dry.id)
+            return poll if started else None
+        b["pendingApproval"] = {
+            "dryRunId": dry.id,
+            "reason": decision.reason,
+            "message": decision.message,
+            "since": iso(),
+        }
+        events.append(Event("Warning", decision.reason, decision.message))
+        return None
+
+    async def _start_real(
+        self,
+        obj: Obj,
+        key: str,
+        b: StatusBuilder,
+        events: list[Event],
+        client: jfrog.JFrogClient,
+        current: jfrog.Policy,
+        gate: dict[str, Any],
+        dry_id: str,
+    ) -> dict[str, Any] | None:
+        """Start the real run a gating dry run allowed (by its figures or an approval)."""
+        template: dict[str, Any] = {
+            "requestedAt": gate.get("requestedAt"),
+            "dryRun": False,
+            "allowedBy": dry_id,
+        }
+        return await self._start(
+            obj, key, b, events, client, current, template, await self._listed_runs(client, key)
+        )
+
+    async def _approval(
+        self,
+        obj: Obj,
+        spec: CleanupPolicySpec,
+        key: str,
+        b: StatusBuilder,
+        events: list[Event],
+        client: jfrog.JFrogClient,
+        current: jfrog.Policy,
+    ) -> dict[str, Any] | None:
+        """An approve annotation: start the held real run it names (once), or say why not."""
+        value = obj.annotations.get(APPROVE)
+        if not value or value == b.get("lastHandledApproval"):
+            return None
+        b["lastHandledApproval"] = value
+        pending = b.get("pendingApproval") or {}
+        used = b.get("lastApprovedDryRun")
+        refusal = decisions.approval_refusal(value, pending.get("dryRunId"), used)
+        if refusal is None and pending and b.get("lastDryRun"):
+            dry = _dry_run_of(b["lastDryRun"], since=pending.get("since"))
+            decision = decisions.real_run(budget_of(spec), dry, approval=value, used=used, now=time.time())
+            if decision.act == Act.RUN:
+                b["pendingApproval"] = None
+                b["lastApprovedDryRun"] = dry.id
+                events.append(Event("Normal", "RunApproved", decision.message))
+                return await self._start_real(obj, key, b, events, client, current, b["lastDryRun"], dry.id)
+            refusal = decision.message
+        if refusal is not None:
+            b["lastRefusal"] = refusal
+            events.append(Event("Warning", "ApprovalRefused", refusal))
+        return None
+
+    @staticmethod
+    def _compare_with_dry_run(b: StatusBuilder, events: list[Event], key: str, last: dict[str, Any]) -> None:
+        """A real run that deleted more than the dry run that allowed it said: flag it."""
+        dry = _dry_run_of(b["lastDryRun"], since=None)
+        if str(last.get("allowedBy")) != dry.id:
+            return
+        beyond = decisions.exceeded_dry_run(
+            dry,
+            int(last.get("packagesDeleted") or 0),
+            int(last.get("versionsDeleted") or 0),
+            int(last.get("bytesDeleted") or 0),
+        )
+        if beyond:
+            message = f"run {last.get('runId')} of policy {key} deleted more than its dry run said: {'; '.join(beyond)}"
+            last["message"] = message
+            b["lastRun"] = last
+            events.append(Event("Warning", "RunExceededDryRun", message))
 
     async def _summary(self, client: jfrog.JFrogClient, key: str, run_id: int) -> dict[str, Any] | None:
         for summary in await client.run_summaries(key):
@@ -682,6 +846,44 @@ def _run_since(runs: list[jfrog.RunSummary], requested: str, dry: bool) -> dict[
         if started is not None and started >= when and (run.dry_run is None or run.dry_run == dry):
             return {"runId": run.run_id, **_last_run_fields(run)}
     return None
+
+
+def budget_of(spec: CleanupPolicySpec) -> decisions.Budget:
+    safety = spec.safety
+    if safety is None:
+        return decisions.Budget()
+    return decisions.Budget(
+        max_packages=safety.max_packages,
+        max_versions=safety.max_versions,
+        max_bytes=parse_quantity(safety.max_bytes) if safety.max_bytes else None,
+        manual=safety.approval == "Manual",
+        approval_max_age=parse_duration(safety.approval_max_age),
+    )
+
+
+def _dry_run_of(run: dict[str, Any], since: str | None) -> decisions.DryRun:
+    """A gating dry run's figures; ``since``: when we saw it end (our clock, for the approval age)."""
+    seen = parse_time(since)
+    return decisions.DryRun(
+        id=str(run.get("runId")),
+        succeeded=run.get("state") == "Succeeded",
+        finished_at=seen.timestamp() if seen else None,
+        packages=int(run.get("packagesDeleted") or 0),
+        versions=int(run.get("versionsDeleted") or 0),
+        bytes=int(run.get("bytesDeleted") or 0),
+    )
+
+
+def _run_event(key: str, last: dict[str, Any]) -> Event:
+    what = "Dry run" if last.get("dryRun") else "Run"
+    return Event(
+        "Normal" if last["state"] == "Succeeded" else "Warning",
+        f"Run{last['state']}",
+        f"{what} {last['runId']} of policy {key} {last['state'].lower()}:"
+        f" {last.get('packagesDeleted', 0)} packages, {last.get('versionsDeleted', 0)}"
+        f" versions, {last.get('bytesDeleted', 0)} bytes"
+        + (" would be deleted" if last.get("dryRun") else " deleted"),
+    )
 
 
 def _last_run_fields(summary: jfrog.RunSummary) -> dict[str, Any]:

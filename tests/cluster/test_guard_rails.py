@@ -1,0 +1,163 @@
+"""Deletion guard rails (issue 15): a real run only after a dry run within the team's budget, or an
+approval of that exact dry run; the simulator's call log shows every run that was started."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cleanup_operator.testing.simulators import SimulatorServer
+
+from .conftest import CPOL, Kube, condition, is_true, jfrog, last_run, now_value, policy, ready, unique
+
+APPROVE = "cleanup.artifacts.dev/approve"
+REQUESTED_AT = "cleanup.artifacts.dev/requested-at"
+
+
+def guarded(sim: SimulatorServer, name: str, **safety: Any) -> dict[str, Any]:
+    return policy(
+        sim,
+        name,
+        interval="1h",
+        onDemandRun={"dryRun": False, "pollInterval": "500ms"},
+        safety=safety,
+    )
+
+
+def runs(sim: SimulatorServer, name: str) -> list[str]:
+    """The dryRun flag of every run started for policy ``name``, in order."""
+    return [c.query["dryRun"] for c in sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")]
+
+
+def held(reason: str) -> Any:
+    return lambda o: is_true(o, "Stalled", reason)
+
+
+def test_real_run_within_budget_follows_its_dry_run(kube: Kube, sim: SimulatorServer) -> None:
+    kube.secret("jfrog", token="test-token")
+    name = unique("budget")
+    j = jfrog(sim)
+    j.set_run_result(name, packages=4, versions=9, nbytes=123456)
+    kube.apply(guarded(sim, name, maxPackages=10, maxVersions=10, maxBytes="1Mi"))
+    kube.wait_for(CPOL, name, ready, what="Ready")
+    kube.annotate(CPOL, name, **{REQUESTED_AT: now_value()})
+    obj = kube.wait_for(
+        CPOL,
+        name,
+        lambda o: last_run(o).get("dryRun") is False and last_run(o).get("state") == "Succeeded",
+        what="real run",
+    )
+    st = obj["status"]
+    assert runs(sim, name) == ["true", "false"]
+    assert st["lastDryRun"]["packagesDeleted"] == 4 and st["lastDryRun"]["bytesDeleted"] == 123456
+    assert st["lastRun"]["allowedBy"] == str(st["lastDryRun"]["runId"])
+    assert "pendingApproval" not in st
+    assert j.deleted(name) == (4, 9, 123456)
+    reasons = [e["reason"] for e in kube.events(name)]
+    assert "RealRunAllowed" in reasons and "RunExceededDryRun" not in reasons
+    table = kube.kubectl("get", CPOL, name, "-n", kube.ns, "-o", "wide").stdout.splitlines()
+    header, row = table[0].split(), table[1].split()
+    assert "PKGS" in header and "BYTES" in header and "APPROVAL" in header
+    assert "4" in row and "123456" in row
+
+
+def test_over_budget_holds_the_run_until_that_dry_run_is_approved(kube: Kube, sim: SimulatorServer) -> None:
+    kube.secret("jfrog", token="test-token")
+    name = unique("over")
+    j = jfrog(sim)
+    j.set_run_result(name, packages=4, versions=9, nbytes=123456)
+    kube.apply(guarded(sim, name, maxPackages=3))
+    kube.wait_for(CPOL, name, ready, what="Ready")
+    kube.annotate(CPOL, name, **{REQUESTED_AT: now_value()})
+    obj = kube.wait_for(CPOL, name, held("BudgetExceeded"), what="BudgetExceeded")
+    st = obj["status"]
+    dry_id = str(st["lastDryRun"]["runId"])
+    message = condition(obj, "Stalled")["message"]
+    assert "packages 4 > limit 3" in message and f"{APPROVE}={dry_id}" in message
+    assert st["pendingApproval"]["dryRunId"] == dry_id and st["pendingApproval"]["reason"] == "BudgetExceeded"
+    assert runs(sim, name) == ["true"] and j.deleted(name) == (0, 0, 0)
+    assert "BudgetExceeded" in [e["reason"] for e in kube.events(name)]
+    # An approval naming another dry run is refused, and starts nothing.
+    kube.annotate(CPOL, name, **{APPROVE: "999"})
+    obj = kube.wait_for(
+        CPOL, name, lambda o: o["status"].get("lastHandledApproval") == "999", what="approval refused"
+    )
+    assert "names another dry run" in obj["status"]["lastRefusal"]
+    assert runs(sim, name) == ["true"]
+    # Approving that dry run starts exactly one real run.
+    kube.annotate(CPOL, name, **{APPROVE: dry_id})
+    obj = kube.wait_for(
+        CPOL,
+        name,
+        lambda o: last_run(o).get("dryRun") is False and last_run(o).get("state") == "Succeeded",
+        what="approved run",
+    )
+    assert runs(sim, name) == ["true", "false"]
+    assert obj["status"]["lastApprovedDryRun"] == dry_id and "pendingApproval" not in obj["status"]
+    assert obj["status"]["lastRun"]["allowedBy"] == dry_id
+    assert is_true(obj, "Ready")
+    # One approval allows one run: setting it again (or a re-sync) starts nothing.
+    kube.annotate(CPOL, name, **{"cleanup.artifacts.dev/reconcile-at": now_value()})
+    kube.wait_for(CPOL, name, lambda o: bool(o["status"].get("lastHandledReconcileAt")), what="re-synced")
+    assert runs(sim, name) == ["true", "false"]
+
+
+def test_manual_approval_and_a_stale_approval(kube: Kube, sim: SimulatorServer) -> None:
+    kube.secret("jfrog", token="test-token")
+    name = unique("manual")
+    j = jfrog(sim)
+    j.set_run_result(name, packages=1, versions=1, nbytes=10)
+    kube.apply(guarded(sim, name, approval="Manual"))
+    kube.wait_for(CPOL, name, ready, what="Ready")
+    kube.annotate(CPOL, name, **{REQUESTED_AT: now_value()})
+    first = kube.wait_for(CPOL, name, held("ApprovalRequired"), what="ApprovalRequired")
+    old_id = first["status"]["pendingApproval"]["dryRunId"]
+    # A new request makes a new dry run: an approval of the older one is refused.
+    kube.annotate(CPOL, name, **{REQUESTED_AT: str(int(now_value()) + 1)})
+    second = kube.wait_for(
+        CPOL,
+        name,
+        lambda o: (o["status"].get("pendingApproval") or {}).get("dryRunId") not in (None, old_id),
+        what="second dry run held",
+    )
+    new_id = second["status"]["pendingApproval"]["dryRunId"]
+    kube.annotate(CPOL, name, **{APPROVE: old_id})
+    obj = kube.wait_for(
+        CPOL, name, lambda o: o["status"].get("lastHandledApproval") == old_id, what="stale approval"
+    )
+    assert f"the one waiting for an approval is {new_id}" in obj["status"]["lastRefusal"]
+    assert "ApprovalRefused" in [e["reason"] for e in kube.events(name)]
+    assert runs(sim, name) == ["true", "true"]
+    kube.annotate(CPOL, name, **{APPROVE: new_id})
+    kube.wait_for(
+        CPOL, name, lambda o: last_run(o).get("dryRun") is False and last_run(o).get("state") == "Succeeded"
+    )
+    assert runs(sim, name) == ["true", "true", "false"]
+
+
+def test_a_real_run_that_deletes_more_than_its_dry_run_is_flagged(kube: Kube, sim: SimulatorServer) -> None:
+    kube.secret("jfrog", token="test-token")
+    name = unique("more")
+    j = jfrog(sim)
+    j.set_run_result(name, packages=2, versions=2, nbytes=100)
+    kube.apply(guarded(sim, name, approval="Manual"))
+    kube.wait_for(CPOL, name, ready, what="Ready")
+    kube.annotate(CPOL, name, **{REQUESTED_AT: now_value()})
+    obj = kube.wait_for(CPOL, name, held("ApprovalRequired"), what="ApprovalRequired")
+    j.set_run_result(name, packages=3, versions=2, nbytes=100)  # more became stale since the dry run
+    kube.annotate(CPOL, name, **{APPROVE: obj["status"]["pendingApproval"]["dryRunId"]})
+    obj = kube.wait_for(
+        CPOL,
+        name,
+        lambda o: last_run(o).get("dryRun") is False and last_run(o).get("state") == "Succeeded",
+        what="real run done",
+    )
+    assert "deleted more than its dry run said: packages 3 > 2" in obj["status"]["lastRun"]["message"]
+    assert "RunExceededDryRun" in [e["reason"] for e in kube.events(name)]
+
+
+def test_cron_exp_with_safety_is_refused_at_admission(kube: Kube, sim: SimulatorServer) -> None:
+    manifest = guarded(sim, unique("cron"), maxPackages=1)
+    manifest["spec"]["cronExp"] = "0 0 3 ? * SUN"
+    res = kube.apply(manifest, check=False)
+    assert res.returncode != 0
+    assert "cronExp runs inside Artifactory, where nothing can hold a run" in res.stderr, res.stderr
