@@ -7,7 +7,20 @@ from typing import Any
 
 from cleanup_operator.testing.simulators import SimulatorServer
 
-from .conftest import CPOL, Kube, condition, is_true, jfrog, last_run, now_value, policy, ready, unique
+from .conftest import (
+    CPOL,
+    SPRUNE,
+    Kube,
+    condition,
+    is_true,
+    jfrog,
+    last_run,
+    now_value,
+    policy,
+    prune,
+    ready,
+    unique,
+)
 
 APPROVE = "cleanup.artifacts.dev/approve"
 REQUESTED_AT = "cleanup.artifacts.dev/requested-at"
@@ -54,10 +67,8 @@ def test_real_run_within_budget_follows_its_dry_run(kube: Kube, sim: SimulatorSe
     assert j.deleted(name) == (4, 9, 123456)
     reasons = [e["reason"] for e in kube.events(name)]
     assert "RealRunAllowed" in reasons and "RunExceededDryRun" not in reasons
-    table = kube.kubectl("get", CPOL, name, "-n", kube.ns, "-o", "wide").stdout.splitlines()
-    header, row = table[0].split(), table[1].split()
-    assert "PKGS" in header and "BYTES" in header and "APPROVAL" in header
-    assert "4" in row and "123456" in row
+    table = kube.table(CPOL, name)
+    assert (table["DRY RUN PKGS"], table["DRY RUN BYTES"], table["APPROVAL"]) == ("4", "123456", "")
 
 
 def test_over_budget_holds_the_run_until_that_dry_run_is_approved(kube: Kube, sim: SimulatorServer) -> None:
@@ -76,6 +87,7 @@ def test_over_budget_holds_the_run_until_that_dry_run_is_approved(kube: Kube, si
     assert st["pendingApproval"]["dryRunId"] == dry_id and st["pendingApproval"]["reason"] == "BudgetExceeded"
     assert runs(sim, name) == ["true"] and j.deleted(name) == (0, 0, 0)
     assert "BudgetExceeded" in [e["reason"] for e in kube.events(name)]
+    assert kube.table(CPOL, name)["APPROVAL"] == "BudgetExceeded"
     # An approval naming another dry run is refused, and starts nothing.
     kube.annotate(CPOL, name, **{APPROVE: "999"})
     obj = kube.wait_for(
@@ -161,3 +173,57 @@ def test_cron_exp_with_safety_is_refused_at_admission(kube: Kube, sim: Simulator
     res = kube.apply(manifest, check=False)
     assert res.returncode != 0
     assert "cronExp runs inside Artifactory, where nothing can hold a run" in res.stderr, res.stderr
+
+
+def prune_starts(sim: SimulatorServer) -> list[bool]:
+    """The dryRun flag of every prune start, in order."""
+    return [c.json["dryRun"] for c in sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$")]
+
+
+def test_a_real_prune_within_budget_follows_its_dry_run(kube: Kube, sim: SimulatorServer) -> None:
+    kube.secret("jfrog", token="test-token")
+    j = jfrog(sim)
+    j.prune_seconds_per_directory = 0.002
+    kube.apply(prune(sim, "budget", dryRun=False, safety={"maxBytes": "1Ti"}))
+    obj = kube.wait_for(
+        SPRUNE,
+        "budget",
+        lambda o: o["status"].get("phase") == "Succeeded" and o["status"].get("dryRun") is False,
+        what="real prune done",
+    )
+    st = obj["status"]
+    assert prune_starts(sim) == [True, False] and j.prune_starts == 2
+    assert st["lastDryRun"]["bytesCleaned"] > 0 and st["allowedBy"] == st["lastDryRun"]["id"]
+    assert [h["dryRun"] for h in st["history"]] == [False, True]
+    assert "RealPruneAllowed" in [e["reason"] for e in kube.events("budget")]
+
+
+def test_a_real_prune_over_budget_waits_for_its_approval(kube: Kube, sim: SimulatorServer) -> None:
+    kube.secret("jfrog", token="test-token")
+    j = jfrog(sim)
+    j.prune_seconds_per_directory = 0.002
+    kube.apply(prune(sim, "big", dryRun=False, safety={"maxBytes": "1Ki"}))
+    obj = kube.wait_for(SPRUNE, "big", held("BudgetExceeded"), what="BudgetExceeded")
+    st = obj["status"]
+    dry_id = st["pendingApproval"]["dryRunId"]
+    assert dry_id == st["lastDryRun"]["id"]
+    assert "> limit 1024" in condition(obj, "Stalled")["message"]
+    assert prune_starts(sim) == [True] and j.cleaned_directories == []
+    table = kube.table(SPRUNE, "big")
+    assert (
+        table["APPROVAL"] == "BudgetExceeded" and table["DRY RUN RECLAIMS"] == st["lastDryRun"]["reclaimed"]
+    )
+    kube.annotate(SPRUNE, "big", **{APPROVE: "0"})
+    obj = kube.wait_for(
+        SPRUNE, "big", lambda o: o["status"].get("lastHandledApproval") == "0", what="refused"
+    )
+    assert "names another dry run" in obj["status"]["lastRefusal"] and prune_starts(sim) == [True]
+    kube.annotate(SPRUNE, "big", **{APPROVE: dry_id})
+    obj = kube.wait_for(
+        SPRUNE,
+        "big",
+        lambda o: o["status"].get("phase") == "Succeeded" and o["status"].get("dryRun") is False,
+        what="approved prune done",
+    )
+    assert prune_starts(sim) == [True, False]
+    assert obj["status"]["lastApprovedDryRun"] == dry_id and j.cleaned_directories

@@ -17,6 +17,7 @@ from .common import (
     Duration,
     KindInfo,
     Model,
+    PendingApproval,
     PrinterColumn,
     Safety,
     age_column,
@@ -343,13 +344,6 @@ class OwnedPolicy(PolicyIdentity):
 class CreatePending(PolicyIdentity):
     digest: str = Field(description="Fingerprint of the policy body sent with the create.")
     since: str | None = Field(None, description="When the create was recorded, before it was sent.")
-
-
-class PendingApproval(Model):
-    dry_run_id: str = Field(description="The dry run awaiting cleanup.artifacts.dev/approve=<this id>.")
-    reason: str = Field(description="ApprovalRequired or BudgetExceeded.")
-    message: str = Field("", description="The figures, the limits and how to approve.")
-    since: str | None = Field(None, description="When the real run was held.")
 
 
 class CleanupPolicyStatus(CommonStatus):

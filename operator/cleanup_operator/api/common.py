@@ -163,6 +163,13 @@ class Safety(Model):
     )
 
 
+class PendingApproval(Model):
+    dry_run_id: str = Field(description="The dry run awaiting cleanup.artifacts.dev/approve=<this id>.")
+    reason: str = Field(description="ApprovalRequired or BudgetExceeded.")
+    message: str = Field("", description="The figures, the limits and how to approve.")
+    since: str | None = Field(None, description="When the real run was held.")
+
+
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 

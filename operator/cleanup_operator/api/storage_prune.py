@@ -7,7 +7,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from ..schedule import Cron, ScheduleError
-from .common import CommonStatus, Connection, Duration, KindInfo, Model, PrinterColumn, age_column
+from .common import (
+    CommonStatus,
+    Connection,
+    Duration,
+    KindInfo,
+    Model,
+    PendingApproval,
+    PrinterColumn,
+    Safety,
+    age_column,
+)
 from .validation import POLL_INTERVAL, cron5_rules
 
 #: Five-field cron (minute hour day-of-month month day-of-week), or a @-macro.
@@ -62,6 +72,12 @@ class StoragePruneSpec(Model):
         "15s", "How often a running prune's status is read.", POLL_INTERVAL
     )
     history_limit: int = Field(5, ge=0, le=50, description="How many finished runs status.history keeps.")
+    safety: Safety | None = Field(
+        None,
+        description="Guard rails for a real prune (dryRun: false): each starts with a dry-run prune, and the"
+        " real one follows only within this budget (maxBytes; maxPackages counts binaries here), or after"
+        " cleanup.artifacts.dev/approve names that dry run.",
+    )
 
     _schedule = field_validator("schedule")(check_schedule)
 
@@ -84,6 +100,20 @@ class PruneRun(Model):
     binaries_cleaned: int = Field(0, description="Binaries deleted (or that would be).")
     bytes_cleaned: int = Field(0, description="Bytes reclaimed (or that would be).")
     error: str | None = Field(None, description="The vendor's error text, when it failed.")
+
+
+class RealPending(Model):
+    allowed_by: str = Field(description="The dry run (its Artifactory start time, ms) that allowed it.")
+
+
+class GatingDryRun(Model):
+    id: str = Field(description="The dry run's id for approvals: Artifactory's start time in milliseconds.")
+    phase: str | None = Field(None, description="How the dry run ended.")
+    started_at: str | None = Field(None, description="When it started.")
+    finished_at: str | None = Field(None, description="When it was seen finished.")
+    binaries_cleaned: int = Field(0, description="Binaries it would delete.")
+    bytes_cleaned: int = Field(0, description="Bytes it would reclaim.")
+    reclaimed: str | None = Field(None, description="The same, human-readable.")
 
 
 class PruneBaseline(Model):
@@ -123,6 +153,25 @@ class StoragePruneStatus(CommonStatus):
         " ours: it is followed, not claimed, and not stopped on delete.",
     )
     last_schedule_time: str | None = Field(None, description="The last schedule tick acted on.")
+    gate: bool | None = Field(None, description="The prune in progress is the dry run gating a real one.")
+    allowed_by: str | None = Field(
+        None, description="The dry run whose figures or approval allowed this prune."
+    )
+    real_pending: RealPending | None = Field(
+        None, description="A real prune allowed by a dry run, about to start."
+    )
+    last_dry_run: GatingDryRun | None = Field(
+        None, description="The last dry-run prune that gated a real one: what it would reclaim."
+    )
+    pending_approval: PendingApproval | None = Field(
+        None, description="A real prune held after its dry run, until approved (or a new request)."
+    )
+    last_approved_dry_run: str | None = Field(
+        None, description="The dry run id the last approval started a real prune for (used once)."
+    )
+    last_handled_approval: str | None = Field(
+        None, description="The last value of the cleanup.artifacts.dev/approve annotation acted on."
+    )
     history: list[PruneRun] = Field(default_factory=list, description="Finished runs, newest first.")
 
 
@@ -138,6 +187,14 @@ STORAGE_PRUNE = KindInfo(
         PrinterColumn("Progress", ".status.progress"),
         PrinterColumn("Reclaimed", ".status.report.reclaimed"),
         PrinterColumn("Dry Run", ".spec.dryRun", type="boolean"),
+        PrinterColumn(
+            "Dry Run Reclaims",
+            ".status.lastDryRun.reclaimed",
+            description="What the gating dry run would reclaim",
+        ),
+        PrinterColumn(
+            "Approval", ".status.pendingApproval.reason", description="A real prune held for approval"
+        ),
         age_column(),
     ),
 )

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from .. import decisions
-from ..api.common import CREATION_SERVED, parse_duration
+from ..api.common import APPROVE, CREATION_SERVED, parse_duration, parse_quantity
 from ..api.storage_prune import STORAGE_PRUNE, StoragePruneSpec
 from ..credentials import CredentialsError
 from ..decisions import Act
@@ -96,6 +97,31 @@ def progress_fields(status: jfrog.PruneStatus, start_directory: str | None = Non
     }
 
 
+def budget_of(spec: StoragePruneSpec) -> decisions.Budget:
+    """spec.safety as the decision module's budget (for a prune, maxPackages counts binaries)."""
+    safety = spec.safety
+    if safety is None:
+        return decisions.Budget()
+    return decisions.Budget(
+        max_packages=safety.max_packages,
+        max_versions=safety.max_versions,
+        max_bytes=parse_quantity(safety.max_bytes) if safety.max_bytes else None,
+        manual=safety.approval == "Manual",
+        approval_max_age=parse_duration(safety.approval_max_age),
+    )
+
+
+def _dry_run_of(record: dict[str, Any], *, succeeded: bool) -> decisions.DryRun:
+    seen = parse_time(record.get("finishedAt"))
+    return decisions.DryRun(
+        id=str(record.get("id")),
+        succeeded=succeeded,
+        finished_at=seen.timestamp() if seen else None,
+        packages=int(record.get("binariesCleaned") or 0),
+        bytes=int(record.get("bytesCleaned") or 0),
+    )
+
+
 class StoragePruneReconciler:
     kind = STORAGE_PRUNE
 
@@ -143,6 +169,9 @@ class StoragePruneReconciler:
         Never called while suspended: a request that arrives then is refused, and ticks missed while
         suspended are skipped.
         """
+        real = b.get("realPending")
+        if isinstance(real, dict) and real.get("allowedBy"):
+            return f"real:{real['allowedBy']}", {}
         requested = new_request(obj, b)
         if requested:
             return f"requested-at:{requested}", {"lastHandledRequestedAt": requested}
@@ -219,8 +248,14 @@ class StoragePruneReconciler:
             vendor = await client.prune_status()
             return await self._follow(obj, spec, b, events, poll, vendor, url, client)
 
+        self._approval(obj, spec, b, events)
         request = None if refusal else self.pending_request(obj, spec, b)
         if request is None:
+            held = b.get("pendingApproval")
+            if isinstance(held, dict) and held.get("reason"):
+                decision = decisions.Decision(Act.NOTHING, str(held["reason"]), str(held.get("message", "")))
+                b.stalled(decision.reason, decision.message)
+                return self.next_tick_delay(obj, spec, b)
             if phase is None and spec.schedule:
                 # Waiting for the first tick is a healthy state (Argo CD: Healthy), not work in progress.
                 b["phase"] = "Scheduled"
@@ -247,6 +282,9 @@ class StoragePruneReconciler:
             token, handled = request
             if vendor is not None and vendor.status == "running":
                 return self._adopt_foreign(b, events, vendor, token, handled, poll)
+            real = token.startswith("real:")
+            gated = spec.safety is not None and not spec.dry_run and not real
+            dry = spec.dry_run or gated
             # Step 2 of the module docstring: the request goes to status before the start.
             baseline = vendor.timing.started_at_millis if vendor is not None and vendor.timing else None
             b.update(
@@ -257,9 +295,13 @@ class StoragePruneReconciler:
                     "pendingSince": iso(),
                     "pendingBaseline": {"startedAtMillis": baseline} if baseline else {"none": True},
                     "lastRefusal": None,
+                    "gate": True if gated else None,
+                    "allowedBy": token.split(":", 1)[1] if real else None,
                     **handled,
                 }
             )
+            if not real:
+                b["pendingApproval"] = None  # a new request replaces a real prune held for approval
             for key in (
                 "error",
                 "progress",
@@ -270,13 +312,13 @@ class StoragePruneReconciler:
                 "startedAt",
             ):
                 b[key] = None
-            b["dryRun"] = spec.dry_run
-            b.progressing("Starting", f"starting a {'dry-run ' if spec.dry_run else ''}prune ({token})")
+            b["dryRun"] = dry
+            b.progressing("Starting", f"starting a {'dry-run ' if dry else ''}prune ({token})")
             await self.ctx.write_status(obj, b.result())
             self._running[url] = obj.uid
             try:
                 await client.prune_start(
-                    dry_run=spec.dry_run,
+                    dry_run=dry,
                     start_from_directory=spec.start_from_directory,
                     start_from_binary=spec.start_from_binary,
                     binary_older_than_days=spec.binary_older_than_days,
@@ -300,11 +342,12 @@ class StoragePruneReconciler:
                 Event(
                     "Normal",
                     "PruneStarted",
-                    f"started a {'dry-run ' if spec.dry_run else ''}prune of unreferenced data ({token})",
+                    f"started a {'dry-run ' if dry else ''}prune of unreferenced data ({token})",
                 )
             )
             # Confirmed (202): from here on the prune is ours, and deleting the resource stops it.
             b.update({"phase": "Running", "startedByUs": True, "pendingSince": None, "pendingBaseline": None})
+            b["realPending"] = None
             b.progressing("Running", "prune started")
             if token == "created":
                 # Kept by a backup of the object (status is not): its restored copy does not prune again.
@@ -313,6 +356,92 @@ class StoragePruneReconciler:
                     obj.kind.plural, obj.namespace, obj.name, {CREATION_SERVED: iso()}
                 )
             return min(poll, 2.0)
+
+    def _after_gate(
+        self,
+        spec: StoragePruneSpec,
+        b: StatusBuilder,
+        events: list[Event],
+        vendor: jfrog.PruneStatus,
+        poll: float,
+    ) -> float | None:
+        """The gating dry-run prune ended: the real prune follows within the budget, or waits."""
+        started = vendor.timing.started_at_millis if vendor.timing else None
+        report = b.get("report") or {}
+        record = {
+            "id": str(started or int(time.time() * 1000)),
+            "phase": b.get("phase"),
+            "startedAt": b.get("startedAt"),
+            "finishedAt": iso(),
+            "binariesCleaned": int(report.get("binariesCleaned") or 0),
+            "bytesCleaned": int(report.get("bytesCleaned") or 0),
+            "reclaimed": report.get("reclaimed"),
+        }
+        b["lastDryRun"] = record
+        dry = _dry_run_of(record, succeeded=b.get("phase") == "Succeeded" and vendor.dry_run)
+        decision = decisions.real_run(
+            budget_of(spec), dry, approval=None, used=b.get("lastApprovedDryRun"), now=time.time()
+        )
+        if decision.act == Act.RUN:
+            b["realPending"] = {"allowedBy": dry.id}
+            events.append(Event("Normal", "RealPruneAllowed", decision.message))
+            b.progressing("Starting", f"starting the real prune {decision.message}")
+            return 0.5
+        b["pendingApproval"] = {
+            "dryRunId": dry.id,
+            "reason": decision.reason,
+            "message": decision.message,
+            "since": record["finishedAt"],
+        }
+        b.stalled(decision.reason, decision.message)
+        events.append(Event("Warning", decision.reason, decision.message))
+        return None
+
+    def _approval(self, obj: Obj, spec: StoragePruneSpec, b: StatusBuilder, events: list[Event]) -> None:
+        """An approve annotation: allow the held real prune it names (once), or say why not."""
+        value = obj.annotations.get(APPROVE)
+        if not value or value == b.get("lastHandledApproval"):
+            return
+        b["lastHandledApproval"] = value
+        pending = b.get("pendingApproval") or {}
+        used = b.get("lastApprovedDryRun")
+        refusal = decisions.approval_refusal(value, pending.get("dryRunId"), used)
+        if refusal is None and pending and b.get("lastDryRun"):
+            record = b["lastDryRun"]
+            dry = _dry_run_of(
+                {**record, "finishedAt": pending.get("since")}, succeeded=record.get("phase") == "Succeeded"
+            )
+            decision = decisions.real_run(budget_of(spec), dry, approval=value, used=used, now=time.time())
+            if decision.act == Act.RUN:
+                b["pendingApproval"] = None
+                b["lastApprovedDryRun"] = dry.id
+                b["realPending"] = {"allowedBy": dry.id}
+                events.append(Event("Normal", "PruneApproved", decision.message))
+                return
+            refusal = decision.message
+        if refusal is not None:
+            b["lastRefusal"] = refusal
+            events.append(Event("Warning", "ApprovalRefused", refusal))
+
+    @staticmethod
+    def _compare_with_dry_run(b: StatusBuilder, events: list[Event], allowed: str) -> None:
+        record = b["lastDryRun"]
+        if str(record.get("id")) != allowed:
+            return
+        report = b.get("report") or {}
+        beyond = decisions.exceeded_dry_run(
+            _dry_run_of(record, succeeded=True),
+            int(report.get("binariesCleaned") or 0),
+            0,
+            int(report.get("bytesCleaned") or 0),
+        )
+        if beyond:
+            message = f"the prune reclaimed more than its dry run said: {'; '.join(beyond)}"
+            events.append(Event("Warning", "PruneExceededDryRun", message))
+            history = list(b.get("history") or [])
+            if history:
+                history[0] = {**history[0], "error": message}
+                b["history"] = history
 
     def _adopt_foreign(
         self,
@@ -404,7 +533,14 @@ class StoragePruneReconciler:
                 f"pruning: {b['progress']} directories ({b['percent']}%), {b['report']['reclaimed']} reclaimed",
             )
             return poll
-        return self._finish(obj, spec, b, events, vendor, url)
+        ours, gate, allowed = b.get("startedByUs") is True, b.get("gate"), b.get("allowedBy")
+        delay = self._finish(obj, spec, b, events, vendor, url)
+        b["gate"] = None
+        if ours and gate:
+            return self._after_gate(spec, b, events, vendor, poll) or delay
+        if ours and allowed and b.get("lastDryRun"):
+            self._compare_with_dry_run(b, events, str(allowed))
+        return delay
 
     def _finish(
         self,
