@@ -227,3 +227,31 @@ def test_a_real_prune_over_budget_waits_for_its_approval(kube: Kube, sim: Simula
     )
     assert prune_starts(sim) == [True, False]
     assert obj["status"]["lastApprovedDryRun"] == dry_id and j.cleaned_directories
+
+
+def test_the_operators_schedule_runs_through_the_same_guard_rails(kube: Kube, sim: SimulatorServer) -> None:
+    """spec.schedule (the operator's cron, unlike cronExp) ticks a dry run, then the real run."""
+    kube.secret("jfrog", token="test-token")
+    name = unique("tick")
+    jfrog(sim).set_run_result(name, packages=1, versions=1, nbytes=10)
+    manifest = guarded(sim, name, maxPackages=5)
+    manifest["spec"]["schedule"] = "* * * * *"
+    kube.apply(manifest)
+    obj = kube.wait_for(
+        CPOL,
+        name,
+        lambda o: last_run(o).get("dryRun") is False and last_run(o).get("state") == "Succeeded",
+        timeout=100,
+        what="a tick's real run",
+    )
+    st = obj["status"]
+    assert runs(sim, name) == ["true", "false"]
+    assert st["lastRun"]["scheduledFor"] == st["lastScheduleTime"]
+    assert st["lastRun"]["allowedBy"] == str(st["lastDryRun"]["runId"])
+    assert "lastHandledRequestedAt" not in st
+
+
+def test_cron_exp_and_schedule_are_not_both_allowed(kube: Kube, sim: SimulatorServer) -> None:
+    manifest = policy(sim, unique("both"), cronExp="0 0 3 ? * SUN", schedule="0 3 * * 0")
+    res = kube.apply(manifest, check=False)
+    assert res.returncode != 0 and "would both start runs: set one of them" in res.stderr, res.stderr

@@ -18,7 +18,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cleanup_operator.api import ALL_KINDS
-from cleanup_operator.api.storage_prune import CRON5_PATTERN, StoragePruneSpec
+from cleanup_operator.api.common import CRON5_PATTERN
+from cleanup_operator.api.storage_prune import StoragePruneSpec
 from cleanup_operator.api.validation import (
     INTERVAL,
     POLL_INTERVAL,

@@ -12,12 +12,13 @@ from .common import (
     KindInfo,
     Model,
     PrinterColumn,
+    Schedule,
     SecretKeySelector,
     age_column,
+    check_schedule,
     config,
     ready_column,
 )
-from .storage_prune import Schedule, check_schedule
 from .validation import INTERVAL
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from . import validation
 from .common import (
@@ -20,7 +20,9 @@ from .common import (
     PendingApproval,
     PrinterColumn,
     Safety,
+    Schedule,
     age_column,
+    check_schedule,
     config,
     ready_column,
 )
@@ -240,6 +242,11 @@ class CleanupPolicySpec(Model):
                 " platform admins: remove them from a project-level policy",
             ),
             _cel(
+                "!has(self.schedule) || !has(self.cronExp) || self.cronExp == ''",
+                "cronExp (Artifactory runs it) and schedule (the operator runs it) would both start runs:"
+                " set one of them",
+            ),
+            _cel(
                 "!has(self.safety) || !has(self.cronExp) || self.cronExp == ''",
                 "cronExp runs inside Artifactory, where nothing can hold a run for its dry run and budget:"
                 " with spec.safety, remove cronExp and ask for runs with the requested-at annotation",
@@ -293,12 +300,20 @@ class CleanupPolicySpec(Model):
     on_demand_run: OnDemandRun = Field(
         default_factory=OnDemandRun, description="How runs requested with the requested-at annotation run."
     )
+    schedule: str | None = Schedule(
+        "The operator's own schedule for runs (five-field cron, UTC, or @hourly, @daily, @weekly,"
+        " @monthly, @yearly): each tick asks for a run as requested-at does, through the same dry run,"
+        " budget and approval with spec.safety. The operator must be running at the tick (missed ticks"
+        " collapse into one run when it is back). Not with cronExp."
+    )
     safety: Safety | None = Field(
         None,
         description="Guard rails for real runs (onDemandRun.dryRun: false): each starts with a dry run,"
         " and the real run follows only within this budget, or after cleanup.artifacts.dev/approve names"
         " that dry run. Not allowed with cronExp (Artifactory's own schedule cannot be held).",
     )
+
+    _schedule = field_validator("schedule")(check_schedule)
 
 
 class LastRun(Model):
@@ -311,6 +326,7 @@ class LastRun(Model):
         description="Starting, Running, Succeeded, Failed, Stopped or Refused (the vendor's word when it has one).",
     )
     requested_at: str | None = Field(None, description="The requested-at value this run answers.")
+    scheduled_for: str | None = Field(None, description="The spec.schedule tick this run answers.")
     gate: bool | None = Field(
         None, description="This dry run decides whether the real run that was asked for may start."
     )
@@ -380,6 +396,7 @@ class CleanupPolicyStatus(CommonStatus):
     last_handled_approval: str | None = Field(
         None, description="The last value of the cleanup.artifacts.dev/approve annotation acted on."
     )
+    last_schedule_time: str | None = Field(None, description="The last spec.schedule tick acted on.")
 
 
 CLEANUP_POLICY = KindInfo(

@@ -9,9 +9,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
+from ..schedule import Cron, ScheduleError
+
 # DURATION_PATTERN and parse_duration are re-exported: the reconcilers import them from here.
 from .validation import DURATION_PATTERN as DURATION_PATTERN
-from .validation import TIMEOUT, DurationRange
+from .validation import TIMEOUT, DurationRange, cron5_rules
 from .validation import parse_duration as parse_duration
 
 GROUP = "cleanup.artifacts.dev"
@@ -136,6 +138,31 @@ def parse_quantity(text: str) -> int:
         raise ValueError(f"not a quantity: {text!r} (use a number with an optional suffix such as Gi or G)")
     number = text[: match.start(2)] if match.group(2) else text
     return int(float(number) * _QUANTITY_FACTOR[match.group(2) or ""])
+
+
+#: Five-field cron (minute hour day-of-month month day-of-week), or a @-macro.
+CRON5_PATTERN = r"^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|\S+(\s+\S+){4})$"
+
+
+def Schedule(description: str) -> Any:
+    """A five-field cron field: the pattern, and CEL rules for ranges and schedules that never fire."""
+    return Field(
+        None,
+        pattern=CRON5_PATTERN,
+        max_length=128,
+        description=description,
+        json_schema_extra={"x-kubernetes-validations": cron5_rules()},  # type: ignore[dict-item]
+    )
+
+
+def check_schedule(value: str | None) -> str | None:
+    """The pydantic side of the CEL rules: what :meth:`Cron.parse` refuses is refused."""
+    if value is not None:
+        try:
+            Cron.parse(value)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from exc
+    return value
 
 
 APPROVAL_AGE = DurationRange("1m", "720h")

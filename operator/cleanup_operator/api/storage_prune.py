@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from ..schedule import Cron, ScheduleError
 from .common import (
     CommonStatus,
     Connection,
@@ -16,34 +15,11 @@ from .common import (
     PendingApproval,
     PrinterColumn,
     Safety,
+    Schedule,
     age_column,
+    check_schedule,
 )
-from .validation import POLL_INTERVAL, cron5_rules
-
-#: Five-field cron (minute hour day-of-month month day-of-week), or a @-macro.
-CRON5_PATTERN = r"^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|\S+(\s+\S+){4})$"
-
-
-def Schedule(description: str) -> Any:
-    """A five-field cron field: the pattern, and CEL rules for ranges and schedules that never fire."""
-    return Field(
-        None,
-        pattern=CRON5_PATTERN,
-        max_length=128,
-        description=description,
-        json_schema_extra={"x-kubernetes-validations": cron5_rules()},  # type: ignore[dict-item]
-    )
-
-
-def check_schedule(value: str | None) -> str | None:
-    """The pydantic side of the CEL rules: what :meth:`Cron.parse` refuses is refused."""
-    if value is not None:
-        try:
-            Cron.parse(value)
-        except ScheduleError as exc:
-            raise ValueError(str(exc)) from exc
-    return value
-
+from .validation import POLL_INTERVAL
 
 Phase = Literal["Scheduled", "Pending", "Waiting", "Running", "Succeeded", "Stopped", "Failed"]
 

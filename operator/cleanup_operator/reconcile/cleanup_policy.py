@@ -19,6 +19,7 @@ starting another; a server too old to list runs is not asked again.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ from ..api.common import ADOPT, APPROVE, Connection, parse_duration, parse_quant
 from ..credentials import CredentialsError
 from ..decisions import Act
 from ..runtime import Context, Event, Obj, Outcome, Retry
+from ..schedule import Cron
 from ..vendors import jfrog
 from ..vendors.errors import AuthError, ConflictError, NotFoundError, RejectedError, VendorError
 from .common import (
@@ -51,7 +53,7 @@ from .common import (
     request_time,
     was_stalled_with,
 )
-from .conditions import BACKOFF, StatusBuilder, iso, parse_time
+from .conditions import BACKOFF, SUSPENDED, StatusBuilder, iso, now, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +219,8 @@ class CleanupPolicyReconciler:
             if requested:
                 message = request_refusal(obj, requested, suspended=True) or ""
                 self._refuse_run(b, events, requested, spec.on_demand_run.dry_run, message)
+            if spec.schedule:
+                b["lastScheduleTime"] = iso()  # ticks while suspended never fire later
             b.suspended()
             b.observe()
             return Outcome(b.result(), None, events)
@@ -369,7 +373,8 @@ class CleanupPolicyReconciler:
                 "Reconciling", True, "RunInProgress", f"run {b['lastRun'].get('runId')} in progress"
             )
             return poll
-        return interval_of(spec.interval)
+        tick = self.next_tick_delay(obj, spec, b)
+        return min(interval_of(spec.interval), tick) if tick is not None else interval_of(spec.interval)
 
     async def _create(
         self,
@@ -415,13 +420,39 @@ class CleanupPolicyReconciler:
     def _refuse_run(
         b: StatusBuilder,
         events: list[Event],
-        requested: str,
+        requested: str | None,
         dry: bool,
         message: str,
         reason: str = REQUEST_REFUSED,
     ) -> None:
-        b["lastRun"] = {"requestedAt": requested, "dryRun": dry, "state": "Refused", "message": message}
-        refuse_request(b, events, requested, message, reason=reason)
+        """Record a run that will not start, and why (a requested-at value is answered by it)."""
+        refused = {"requestedAt": requested, "dryRun": dry, "state": "Refused", "message": message}
+        b["lastRun"] = {k: v for k, v in refused.items() if v is not None}
+        if requested:
+            refuse_request(b, events, requested, message, reason=reason)
+        else:
+            events.append(Event("Warning", reason, message))
+
+    @staticmethod
+    def _due_tick(obj: Obj, spec: CleanupPolicySpec, b: StatusBuilder) -> str | None:
+        """The latest spec.schedule tick not acted on yet (missed ticks collapse; ticks missed while
+        suspended never fire)."""
+        if not spec.schedule:
+            return None
+        since = parse_time(b.get("lastScheduleTime")) or parse_time(obj.created) or now()
+        if (b.condition("Reconciling") or {}).get("reason") == SUSPENDED:
+            since = max(since, now())  # just resumed: what was missed while suspended never fires
+            b["lastScheduleTime"] = iso(since)
+        tick = Cron.parse(spec.schedule).last_due(since, now())
+        return iso(tick) if tick is not None else None
+
+    @staticmethod
+    def next_tick_delay(obj: Obj, spec: CleanupPolicySpec, b: StatusBuilder) -> float | None:
+        if not spec.schedule:
+            return None
+        since = parse_time(b.get("lastScheduleTime")) or parse_time(obj.created) or now()
+        tick = Cron.parse(spec.schedule).next_after(max(since, now() - dt.timedelta(minutes=1)))
+        return max(1.0, (tick - now()).total_seconds() + 0.5)
 
     @staticmethod
     async def _listed_runs(client: jfrog.JFrogClient, key: str) -> list[jfrog.RunSummary] | None:
@@ -483,6 +514,19 @@ class CleanupPolicyReconciler:
         assert last is not None
         gated = spec.safety is not None and not spec.on_demand_run.dry_run
         requested = new_request(obj, b)
+        tick = self._due_tick(obj, spec, b)
+        if tick is not None and not requested and last.get("state") not in ("Starting", "Running"):
+            # A tick of spec.schedule asks for a run as requested-at does, through the same path.
+            b["lastScheduleTime"] = tick
+            b["pendingApproval"] = None
+            template: dict[str, Any] = {"scheduledFor": tick, "dryRun": spec.on_demand_run.dry_run or gated}
+            if gated:
+                template["gate"] = True
+            last = await self._start(
+                obj, key, b, events, client, current, template, await self._listed_runs(client, key)
+            )
+            if last is None:
+                return None
         if requested and not (last.get("state") == "Starting" and last.get("requestedAt") == requested):
             dry = spec.on_demand_run.dry_run or gated
             refusal = request_refusal(obj, requested, suspended=False)
@@ -503,7 +547,7 @@ class CleanupPolicyReconciler:
                     Event("Normal", "RunFound", f"run {found['runId']} of policy {key} already answers it")
                 )
             else:
-                template: dict[str, Any] = {"requestedAt": requested, "dryRun": dry}
+                template = {"requestedAt": requested, "dryRun": dry}
                 if gated:
                     template["gate"] = True
                 last = await self._start(obj, key, b, events, client, current, template, previous)
@@ -548,7 +592,7 @@ class CleanupPolicyReconciler:
         previous: list[jfrog.RunSummary] | None,
     ) -> dict[str, Any] | None:
         """Record the start (with the newest run id Artifactory lists), then start the run."""
-        requested = str(template["requestedAt"])
+        requested = template.get("requestedAt")
         if not current.enabled:
             message = f"policy {key} is disabled in Artifactory: a disabled policy cannot run; set spec.enabled to true"
             self._refuse_run(b, events, requested, bool(template["dryRun"]), message, reason="RunRefused")
@@ -557,7 +601,8 @@ class CleanupPolicyReconciler:
         if previous is not None:
             last["previousRunId"] = max((r.run_id for r in previous), default=0)
         b["lastRun"] = last
-        b["lastHandledRequestedAt"] = requested
+        if requested:
+            b["lastHandledRequestedAt"] = requested
         await self.ctx.write_status(obj, b.result())
         return await self._launch(obj, key, b, events, client, last, summaries=previous is not None)
 
@@ -578,7 +623,7 @@ class CleanupPolicyReconciler:
         except (RejectedError, AuthError, NotFoundError) as exc:
             # A definite refusal: the run did not start, and this request is answered.
             message = f"Artifactory refused the run: {exc}"
-            self._refuse_run(b, events, str(last.get("requestedAt")), dry, message, reason="RunRefused")
+            self._refuse_run(b, events, last.get("requestedAt"), dry, message, reason="RunRefused")
             if isinstance(exc, AuthError):
                 raise
             return None
@@ -673,11 +718,10 @@ class CleanupPolicyReconciler:
         dry_id: str,
     ) -> dict[str, Any] | None:
         """Start the real run a gating dry run allowed (by its figures or an approval)."""
-        template: dict[str, Any] = {
-            "requestedAt": gate.get("requestedAt"),
-            "dryRun": False,
-            "allowedBy": dry_id,
-        }
+        template: dict[str, Any] = {"dryRun": False, "allowedBy": dry_id}
+        for field in ("requestedAt", "scheduledFor"):  # what the dry run answered, the real run answers
+            if gate.get(field):
+                template[field] = gate[field]
         return await self._start(
             obj, key, b, events, client, current, template, await self._listed_runs(client, key)
         )
