@@ -12,7 +12,7 @@ STAGE=${MUTATION_STAGE:-$(mktemp -d /tmp/cleanup-mutation.XXXXXX)}
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/src" "$STAGE/tests/unit"
 cp -r operator/cleanup_operator "$STAGE/src/"
-cp tests/unit/test_decisions.py tests/unit/decisions.golden "$STAGE/tests/unit/"
+cp tests/unit/test_decisions.py tests/unit/decisions.golden tests/unit/decisions-requests.golden "$STAGE/tests/unit/"
 cat > "$STAGE/tests/conftest.py" <<'PY'
 from hypothesis import HealthCheck, settings
 

@@ -8,9 +8,12 @@ checks that no guard can be removed or inverted without a test failing.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+REQUESTED_AT = "cleanup.artifacts.dev/requested-at"
 
 
 class Act(StrEnum):
@@ -20,9 +23,14 @@ class Act(StrEnum):
     CONFIRM = "Confirm"  # a create whose answer was lost made this policy: it is ours
     ADOPT = "Adopt"
     MANAGE = "Manage"  # ours: make it match the spec
+    UPDATE = "Update"
+    ENABLE = "Enable"
+    DISABLE = "Disable"
     DELETE = "Delete"
     STOP = "Stop"
     RUN = "Run"
+    START = "Start"  # a prune
+    FOLLOW = "Follow"  # someone else's prune runs: follow it, start nothing
 
 
 @dataclass(frozen=True)
@@ -231,3 +239,87 @@ def exceeded_dry_run(dry: DryRun, packages: int, versions: int, nbytes: int) -> 
         if real > said:
             out.append(f"{what} {real} > {said} in dry run {dry.id}")
     return out
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z as UTC
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def request_time(value: str) -> dt.datetime | None:
+    """The moment a requested-at value names: Unix seconds (``date +%s``) or RFC 3339; else None."""
+    text = value.strip()
+    if text.isdigit():
+        try:
+            return dt.datetime.fromtimestamp(int(text), dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return _time(text)
+
+
+def request_refusal(value: str, *, created: str, suspended: bool) -> str | None:
+    """Why a new requested-at value must not start anything, or None when it may.
+
+    Acting only on a time no older than the object means a manifest re-applied from Git or a
+    resource restored from a backup (status gone, annotation kept) does not run again.
+    """
+    if suspended:
+        return f"{REQUESTED_AT}={value!r} arrived while spec.suspend is true: refused, and not acted on later"
+    when = request_time(value)
+    if when is None:
+        return (
+            f"{REQUESTED_AT}={value!r} is not a time: set it to the current time, as Unix seconds"
+            " (date +%s) or RFC 3339, to ask for a run"
+        )
+    born = _time(created)
+    if born is not None and when < born.replace(microsecond=0):
+        return (
+            f"{REQUESTED_AT}={value!r} is older than this resource (created {created}): a request"
+            " copied from Git or restored from a backup is not acted on again; set a new time to run"
+        )
+    return None
+
+
+def policy_writes(diffs: list[str], *, enable: bool) -> list[Act]:
+    """What to write to a policy that is ours, from the fields that differ from the spec."""
+    acts = []
+    if any(d != "enabled" for d in diffs):
+        acts.append(Act.UPDATE)
+    if "enabled" in diffs:
+        acts.append(Act.ENABLE if enable else Act.DISABLE)
+    return acts
+
+
+def run_start(*, enabled: bool) -> Decision:
+    """A request that may run (see :func:`request_refusal`): start it unless Artifactory cannot."""
+    if not enabled:
+        return Decision(
+            Act.NOTHING,
+            "RunRefused",
+            "the policy is disabled in Artifactory: a disabled policy cannot run; set spec.enabled to true",
+        )
+    return Decision(Act.RUN, "Requested", "starting the run that was asked for")
+
+
+def prune_start(*, guarded: bool, other_runner: bool, vendor_running: bool) -> Decision:
+    """A prune asked for: start it, follow one already running, or wait."""
+    if not guarded:
+        return Decision(Act.WAIT, "WaitingForFinalizer", "waiting for the finalizer before starting a prune")
+    if other_runner:
+        return Decision(
+            Act.WAIT,
+            "WaitingForOtherPrune",
+            "another StoragePrune is running a prune on this Artifactory; starting after it",
+        )
+    if vendor_running:
+        return Decision(
+            Act.FOLLOW,
+            "AlreadyRunning",
+            "a prune started outside this resource is already running on this Artifactory: following it",
+        )
+    return Decision(Act.START, "Requested", "starting the prune that was asked for")

@@ -20,8 +20,13 @@ from cleanup_operator.decisions import (
     over_budget,
     policy_deletion,
     policy_ownership,
+    policy_writes,
+    prune_start,
     prune_stop_on_delete,
     real_run,
+    request_refusal,
+    request_time,
+    run_start,
 )
 
 URL = "https://acme.jfrog.io"
@@ -342,3 +347,102 @@ def test_messages_are_pinned() -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(text)
     assert GOLDEN.read_text() == text
+
+
+CREATED = "2026-12-01T10:00:00Z"
+CREATED_TS = 1796119200  # 2026-12-01T10:00:00Z
+
+REQUEST_CASES = [
+    (str(CREATED_TS), False, None),
+    (str(CREATED_TS + 1), False, None),
+    ("2026-12-01T10:00:00Z", False, None),
+    ("2026-12-01T10:00:00.999Z", False, None),
+    (str(CREATED_TS - 1), False, "older than this resource"),
+    ("2026-12-01T09:59:59Z", False, "older than this resource"),
+    ("now", False, "is not a time"),
+    ("", False, "is not a time"),
+    ("2026-13-01T00:00:00Z", False, "is not a time"),
+    ("99999999999999999999", False, "is not a time"),
+    (str(CREATED_TS + 60), True, "spec.suspend is true"),
+    ("2026-12-01T11:00:00+01:00", False, None),
+    ("2026-12-01T10:59:59+01:00", False, "older than this resource"),
+    ("2026-12-01T09:59:59", False, "older than this resource"),  # no zone: UTC
+    ("2026-12-01T10:00:00", False, None),
+    ("2026-12-01", False, "older than this resource"),  # a date: its midnight
+    ("2026-12-02", False, None),
+    ("2026-1", False, "is not a time"),
+]
+
+
+@pytest.mark.parametrize(("value", "suspended", "refused"), REQUEST_CASES)
+def test_request_refusal(value: str, suspended: bool, refused: str | None) -> None:
+    message = request_refusal(value, created=CREATED, suspended=suspended)
+    assert (message is None) == (refused is None)
+    if refused:
+        assert message is not None and refused in message and repr(value) in message
+
+
+def test_a_creation_time_we_cannot_read_does_not_refuse_a_time() -> None:
+    assert request_refusal(str(CREATED_TS), created="", suspended=False) is None
+    assert request_refusal(str(CREATED_TS), created="garbage", suspended=False) is None
+    zoneless = request_time("2026-12-01T10:00:00")
+    assert zoneless is not None and zoneless.timestamp() == CREATED_TS
+
+
+WRITE_CASES = [
+    ([], True, []),
+    (["enabled"], True, [Act.ENABLE]),
+    (["enabled"], False, [Act.DISABLE]),
+    (["description"], True, [Act.UPDATE]),
+    (["searchCriteria.repos", "enabled"], False, [Act.UPDATE, Act.DISABLE]),
+]
+
+
+@pytest.mark.parametrize(("diffs", "enable", "acts"), WRITE_CASES)
+def test_policy_writes(diffs: list[str], enable: bool, acts: list[Act]) -> None:
+    assert policy_writes(diffs, enable=enable) == acts
+
+
+def test_run_start() -> None:
+    assert run_start(enabled=True).act == Act.RUN
+    refused = run_start(enabled=False)
+    assert (refused.act, refused.reason) == (Act.NOTHING, "RunRefused") and "disabled" in refused.message
+
+
+PRUNE_START_CASES = [
+    (True, False, False, Act.START, "Requested"),
+    (False, False, False, Act.WAIT, "WaitingForFinalizer"),
+    (False, True, True, Act.WAIT, "WaitingForFinalizer"),
+    (True, True, False, Act.WAIT, "WaitingForOtherPrune"),
+    (True, True, True, Act.WAIT, "WaitingForOtherPrune"),
+    (True, False, True, Act.FOLLOW, "AlreadyRunning"),
+]
+
+
+@pytest.mark.parametrize(("guarded", "other", "running", "act", "reason"), PRUNE_START_CASES)
+def test_prune_start(guarded: bool, other: bool, running: bool, act: Act, reason: str) -> None:
+    decision = prune_start(guarded=guarded, other_runner=other, vendor_running=running)
+    assert (decision.act, decision.reason) == (act, reason) and decision.message
+
+
+def more_messages() -> str:
+    lines = [
+        f"request {v} {s}: {request_refusal(v, created=CREATED, suspended=s)}" for v, s, _ in REQUEST_CASES
+    ]
+    lines += [f"run-start {e}: {run_start(enabled=e)}" for e in (True, False)]
+    lines += [
+        f"prune-start {g} {o} {r}: {prune_start(guarded=g, other_runner=o, vendor_running=r)}"
+        for g, o, r, _, _ in PRUNE_START_CASES
+    ]
+    return "\n".join(lines) + "\n"
+
+
+GOLDEN_MORE = Path(__file__).with_name("decisions-requests.golden")
+
+
+def test_request_and_start_messages_are_pinned() -> None:
+    """Regenerate with UPDATE_GOLDEN=1 after a deliberate change, and review the diff."""
+    text = more_messages()
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN_MORE.write_text(text)
+    assert GOLDEN_MORE.read_text() == text

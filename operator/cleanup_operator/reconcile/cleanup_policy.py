@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 
 ALREADY_EXISTS = "AlreadyExists"
 IDENTITY_CHANGED = "IdentityChanged"
-WAITING_FOR_FINALIZER = "WaitingForFinalizer"
 CONFLICT = "Conflict"
 POLICY_RUNNING = "PolicyRunning"
 SYNCED_REASON = "Synced"
@@ -334,12 +333,11 @@ class CleanupPolicyReconciler:
                 events.append(Event("Normal", "Adopted", decision.message))
             assert owned is not None
             diffs = differences(desired, current)
-            body_diffs = [d for d in diffs if d != "enabled"]
-            if body_diffs:
-                await client.update_policy(desired.model_copy(update={"enabled": current.enabled}))
-                wrote = True
-            if "enabled" in diffs:
-                await client.set_enabled(key, spec.enabled)
+            for act in decisions.policy_writes(diffs, enable=spec.enabled):
+                if act == Act.UPDATE:
+                    await client.update_policy(desired.model_copy(update={"enabled": current.enabled}))
+                else:
+                    await client.set_enabled(key, act == Act.ENABLE)
                 wrote = True
             if wrote:
                 spec_changed = obj.status.get("observedGeneration") != obj.generation or (
@@ -593,10 +591,12 @@ class CleanupPolicyReconciler:
     ) -> dict[str, Any] | None:
         """Record the start (with the newest run id Artifactory lists), then start the run."""
         requested = template.get("requestedAt")
-        if not current.enabled:
-            message = f"policy {key} is disabled in Artifactory: a disabled policy cannot run; set spec.enabled to true"
-            self._refuse_run(b, events, requested, bool(template["dryRun"]), message, reason="RunRefused")
+        decision = decisions.run_start(enabled=current.enabled)
+        if decision.act != Act.RUN:
+            message = f"policy {key}: {decision.message}"
+            self._refuse_run(b, events, requested, bool(template["dryRun"]), message, reason=decision.reason)
             return None
+
         last = {**template, "state": "Starting", "startedAt": iso()}
         if previous is not None:
             last["previousRunId"] = max((r.run_id for r in previous), default=0)

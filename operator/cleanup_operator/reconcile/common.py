@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from .. import decisions
 from ..api.common import RECONCILE_AT, REQUESTED_AT, Connection, Model, parse_duration
 from ..credentials import CredentialsError
 from ..runtime import Context, Event, Obj, Outcome, jittered
 from ..vendors.jfrog import JFrogClient
-from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify, parse_time
+from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify
 
 M = TypeVar("M", bound=Model)
 
@@ -92,19 +92,7 @@ def was_stalled_with(obj: Obj, reason: str) -> bool:
 
 
 REQUEST_REFUSED = "RequestRefused"
-
-
-def request_time(value: str) -> dt.datetime | None:
-    """The moment a requested-at value names: Unix seconds (``date +%s``) or RFC 3339; else None."""
-    text = value.strip()
-    if text.isdigit():
-        try:
-            return dt.datetime.fromtimestamp(int(text), dt.UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if len(text) < 10 or not text[:4].isdigit():
-        return None
-    return parse_time(text)
+request_time = decisions.request_time
 
 
 def new_request(obj: Obj, b: StatusBuilder) -> str | None:
@@ -116,26 +104,8 @@ def new_request(obj: Obj, b: StatusBuilder) -> str | None:
 
 
 def request_refusal(obj: Obj, value: str, *, suspended: bool) -> str | None:
-    """Why a new requested-at value must not start anything, or None when it may.
-
-    Acting only on a time no older than the object means a manifest re-applied from Git or a
-    resource restored from a backup (status gone, annotation kept) does not run again.
-    """
-    if suspended:
-        return f"{REQUESTED_AT}={value!r} arrived while spec.suspend is true: refused, and not acted on later"
-    when = request_time(value)
-    if when is None:
-        return (
-            f"{REQUESTED_AT}={value!r} is not a time: set it to the current time, as Unix seconds"
-            " (date +%s) or RFC 3339, to ask for a run"
-        )
-    created = parse_time(obj.created)
-    if created is not None and when < created.replace(microsecond=0):
-        return (
-            f"{REQUESTED_AT}={value!r} is older than this resource (created {obj.created}): a request"
-            " copied from Git or restored from a backup is not acted on again; set a new time to run"
-        )
-    return None
+    """Why a new requested-at value must not start anything (:func:`decisions.request_refusal`)."""
+    return decisions.request_refusal(value, created=obj.created, suspended=suspended)
 
 
 def refuse_request(

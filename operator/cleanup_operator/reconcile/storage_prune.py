@@ -53,8 +53,6 @@ DIRECTORIES = 256
 ACTIVE = ("Pending", "Running")
 ALREADY_RUNNING = "AlreadyRunning"
 UNCONFIRMED = "UnconfirmedPrune"
-WAITING_FOR_FINALIZER = "WaitingForFinalizer"
-WAITING = "WaitingForOtherPrune"
 TERMINAL = {"finished": "Succeeded", "stopped": "Stopped", "error": "Failed"}
 
 
@@ -264,23 +262,27 @@ class StoragePruneReconciler:
                 b.stalled("RequestRefused", refusal)
             return self.next_tick_delay(obj, spec, b)
 
-        if not obj.guarded:
-            b.progressing(WAITING_FOR_FINALIZER, "waiting for the finalizer before starting a prune")
+        if not obj.guarded:  # before any vendor call: nothing starts without the finalizer
+            decision = decisions.prune_start(guarded=False, other_runner=False, vendor_running=False)
+            b.progressing(decision.reason, decision.message)
             return 1.0
         async with self.ctx.lock(f"prune:{url}"):
             vendor = await client.prune_status()
             other = self._other_runner(obj, url)
-            if other is not None:
+            decision = decisions.prune_start(
+                guarded=True,
+                other_runner=other is not None,
+                vendor_running=vendor is not None and vendor.status == "running",
+            )
+            token, handled = request
+            if decision.act == Act.WAIT:
                 # The message names no object (it may be in another namespace); the log does.
                 log.info("StoragePrune %s waits for StoragePrune %s on %s", obj.ref, other, url)
                 b["phase"] = "Waiting"
-                b.progressing(
-                    WAITING,
-                    f"another StoragePrune is running a prune on {spec.connection.url}; starting after it",
-                )
+                b.progressing(decision.reason, decision.message)
                 return poll
-            token, handled = request
-            if vendor is not None and vendor.status == "running":
+            if decision.act == Act.FOLLOW:
+                assert vendor is not None
                 return self._adopt_foreign(b, events, vendor, token, handled, poll)
             real = token.startswith("real:")
             gated = spec.safety is not None and not spec.dry_run and not real
