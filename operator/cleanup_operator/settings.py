@@ -23,8 +23,10 @@ class OperatorOptions:
     verbose: bool = False
     #: Vendor calls in flight at once across all objects (a 2-core pod must not open thousands).
     vendor_concurrency: int = 50
-    #: Objects whose watch events are processed at once (memory stays flat through bursts).
-    worker_limit: int | None = 50
+    #: Objects whose watch events Kopf processes at once. None (no limit), as Kopf's docs require
+    #: with an index: at start-up every object's worker waits until all objects are indexed, so a
+    #: limit below the number of objects deadlocks the operator (nolar/kopf#1243).
+    worker_limit: int | None = None
     #: Harness GraphQL requests per window per account, shared by every resource of the operator.
     harness_rate: int = 28  # Harness documents 30 per minute; keep a margin for network delay
     harness_window: float = 60.0
@@ -51,9 +53,9 @@ def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    # Bound the per-object workers: Kopf's API session has no connection limit, so a burst of a
-    # thousand objects would otherwise open hundreds of TLS connections at once (memory that the
-    # process keeps). A worker that has nothing to do gives its slot back quickly.
+    # No bound on Kopf's per-object workers by default: with the claims index, a bound below the
+    # number of objects deadlocks the start-up indexing (nolar/kopf#1243). An idle worker exits
+    # quickly, so the burst of workers at start-up does not stay.
     settings.queueing.worker_limit = options.worker_limit
     settings.queueing.idle_timeout = 0.5
     settings.execution.max_workers = 4

@@ -358,6 +358,14 @@ def starts(sim: SimulatorServer) -> int:
     return len(sim.calls.calls(vendor="jfrog", method="POST", path="/prune/start$"))
 
 
+def resync(kube: Kube, plural: str, name: str) -> None:
+    """Ask for a harmless re-sync (reconcile-at) and wait until it was answered: a whole reconcile has
+    passed since, the bounded window in which something unwanted (a run, a start) would have shown."""
+    value = str(time.time_ns())
+    kube.annotate(plural, name, **{"cleanup.artifacts.dev/reconcile-at": value})
+    kube.wait_for(plural, name, lambda o: o["status"].get("lastHandledReconcileAt") == value, what="re-sync")
+
+
 def now_value() -> str:
     """A requested-at value as the README says to set it: the current time in Unix seconds."""
     return str(int(time.time()))

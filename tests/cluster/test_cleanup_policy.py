@@ -85,7 +85,17 @@ def test_create_enable_and_confirm(kube: Kube, sim: SimulatorServer, secret: Non
     assert writes[0].json["enabled"] is False
     assert writes[1].json == {"enabled": True}
     row = kube.table(PLURAL, name)
-    assert list(row) == ["NAME", "KEY", "ENABLED", "READY", "LAST RUN", "AGE"], row
+    assert list(row) == [
+        "NAME",
+        "KEY",
+        "ENABLED",
+        "READY",
+        "LAST RUN",
+        "DRY RUN PKGS",
+        "DRY RUN BYTES",
+        "APPROVAL",
+        "AGE",
+    ], row
     assert (row["NAME"], row["KEY"], row["ENABLED"], row["READY"]) == (name, name, "true", "True"), row
     assert row["LAST RUN"] in ("", "<none>"), row
     events = {e["reason"] for e in kube.events(name)}

@@ -25,8 +25,10 @@ from .conftest import (
     policy,
     prune,
     ready,
+    resync,
     starts,
     unique,
+    wait_until,
 )
 
 ASS = "artifactstreamsyncs"
@@ -46,16 +48,6 @@ def writes(sim: SimulatorServer, key: str) -> list[tuple[str, str]]:
 
 def events(kube: Kube, name: str, reason: str) -> list[dict[str, Any]]:
     return [e for e in kube.events(name) if e["reason"] == reason]
-
-
-def wait_until(check: Any, what: str, timeout: float = 30.0) -> None:
-    """Wait for simulator state (a request held by a ``late`` fault is logged only once answered)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # CleanupPolicy: only a confirmed create makes a policy ours.
@@ -290,7 +282,7 @@ def test_a_request_older_than_the_resource_is_not_run_again(kube: Kube, sim: Sim
         CPOL, name, lambda o: (o["status"].get("lastRun") or {}).get("state") == "Refused", what="refused"
     )
     assert "older than this resource" in obj["status"]["lastRun"]["message"]
-    time.sleep(2)
+    resync(kube, CPOL, name)
     assert not sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")
     # A fresh request runs, once.
     kube.annotate(CPOL, name, **{REQUESTED_AT: now_value()})
@@ -387,7 +379,7 @@ def test_lost_start_answer_is_followed_never_repeated(isolated: Any, sim: Simula
     wait_until(lambda: j.prune_starts == 1, "the prune start carried out")
     op.kill()
     jfrog(sim).faults.clear()
-    time.sleep(1.0)  # the prune (256 directories at 2 ms) has finished meanwhile
+    wait_until(lambda: (j.prune_status() or {}).get("status") == "finished", "the prune finished meanwhile")
     op.start()
     obj = kube.wait_for(SPRUNE, "lost", lambda o: o["status"].get("phase") == "Succeeded", what="Succeeded")
     wait_until(lambda: starts(sim) >= 1, "the held start answered")
@@ -409,7 +401,7 @@ def test_suspended_prune_starts_nothing(kube: Kube, sim: SimulatorServer) -> Non
     assert events(kube, "paused", "RequestRefused")
     kube.apply(prune(sim, "paused", schedule="0 4 1 1 *", suspend=False))
     kube.wait_for(SPRUNE, "paused", lambda o: o["status"].get("observedGeneration") == 2, what="resumed")
-    time.sleep(2)
+    resync(kube, SPRUNE, "paused")
     assert starts(sim) == 0
 
 
@@ -430,7 +422,7 @@ def test_restored_prune_does_not_prune_again(kube: Kube, sim: SimulatorServer) -
     kube.apply(restored)
     obj = kube.wait_for(SPRUNE, "restored", lambda o: bool(o["status"].get("lastRefusal")), what="refused")
     assert "older than this resource" in obj["status"]["lastRefusal"]
-    time.sleep(2)
+    resync(kube, SPRUNE, "restored")
     assert starts(sim) == 1
 
 
@@ -456,5 +448,5 @@ def test_sync_request_while_suspended_is_refused(kube: Kube, sim: SimulatorServe
     manifest["spec"]["suspend"] = False
     kube.apply(manifest)
     kube.wait_for(ASS, "paused", lambda o: is_true(o, "Ready"), what="Ready")
-    time.sleep(2)
+    resync(kube, ASS, "paused")
     assert h.cleanup_count("docker-s") == 1, "the refused request fired after the resume"

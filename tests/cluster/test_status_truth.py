@@ -9,18 +9,26 @@ from typing import Any
 from cleanup_operator.testing.controlplane import ControlPlane
 from cleanup_operator.testing.simulators import SimulatorServer
 
-from .conftest import Kube, Operator, condition, is_true, jfrog
-from .test_artifact_stream_sync import harness, hsync, scsync, sourcecraft
-from .test_cleanup_policy import PLURAL as CPOL
-from .test_cleanup_policy import policy, ready, unique
-from .test_storage_prune import PLURAL as SPRUNE
-from .test_storage_prune import prune
-
-ASS = "artifactstreamsyncs"
-
-
-def last_run(o: dict[str, Any]) -> dict[str, Any]:
-    return dict((o.get("status") or {}).get("lastRun") or {})
+from .conftest import (
+    ASS,
+    CPOL,
+    SPRUNE,
+    Kube,
+    Operator,
+    condition,
+    harness,
+    hsync,
+    is_true,
+    jfrog,
+    last_run,
+    policy,
+    prune,
+    ready,
+    resync,
+    scsync,
+    sourcecraft,
+    unique,
+)
 
 
 def test_run_on_a_server_without_run_summaries_says_its_results_cannot_be_read(
@@ -39,7 +47,7 @@ def test_run_on_a_server_without_run_summaries_says_its_results_cannot_be_read(
     runs = sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")
     assert len(runs) == 1
     reads = len(sim.calls.calls(vendor="jfrog", path="/summaryReports$"))
-    time.sleep(3)  # the poll interval is 1s: a run that cannot be read is not polled
+    resync(kube, CPOL, name)  # a whole reconcile later: a run that cannot be read is not polled
     assert len(sim.calls.calls(vendor="jfrog", path="/summaryReports$")) == reads
 
 
@@ -71,7 +79,7 @@ def test_harness_sync_where_every_stream_is_refused_is_not_a_sync(kube: Kube, si
     status = obj["status"]
     assert "lastSyncedAt" not in status, "nothing was cleaned up: not a successful sync"
     assert status["lastAttemptAt"] and status["synced"] == "0/2"
-    time.sleep(3)  # permanent refusals are not retried in a loop
+    resync(kube, ASS, "refused")  # a re-sync later: permanent refusals are not tried again
     mine = {"ghost-7", "jenkins-7"}  # leftovers of earlier tests may still call the simulator
     tried = [c.json["variables"]["input"]["artifactStreamId"] for c in sim.calls.calls(vendor="harness")]
     assert sorted(t for t in tried if t in mine) == ["ghost-7", "jenkins-7"]

@@ -72,7 +72,16 @@ def test_dry_run_to_finished(kube: Kube, sim: SimulatorServer, fast: JFrogSimula
     events = [e for e in kube.events("dry") if e["reason"] == "PruneSucceeded"]
     assert events and st["report"]["reclaimed"] in events[0]["message"]
     row = kube.table(PLURAL, "dry")
-    assert list(row) == ["NAME", "PHASE", "PROGRESS", "RECLAIMED", "DRY RUN", "AGE"], row
+    assert list(row) == [
+        "NAME",
+        "PHASE",
+        "PROGRESS",
+        "RECLAIMED",
+        "DRY RUN",
+        "DRY RUN RECLAIMS",
+        "APPROVAL",
+        "AGE",
+    ], row
     assert (row["PHASE"], row["PROGRESS"], row["DRY RUN"]) == ("Succeeded", "256 of 256", "true"), row
     assert row["RECLAIMED"] == st["report"]["reclaimed"], row
     # A reconcile after the end (one that status shows it answered) does not start it again.
