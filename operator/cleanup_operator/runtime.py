@@ -215,7 +215,9 @@ def trigger_of(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What, when it changes, wakes an object's loop: never our own status patches."""
     meta = body.get("metadata", {})
     annotations = meta.get("annotations") or {}
-    return (meta.get("generation"), *(annotations.get(a) for a in TRIGGER_ANNOTATIONS))
+    # Our finalizer arriving wakes an object that waited for it before creating anything.
+    guarded = FINALIZER in (meta.get("finalizers") or ())
+    return (meta.get("generation"), guarded, *(annotations.get(a) for a in TRIGGER_ANNOTATIONS))
 
 
 @dataclass

@@ -306,8 +306,9 @@ class CleanupPolicyReconciler:
             b.stalled(decision.reason, decision.message)
             return interval_of(spec.interval)
         if decision.act == Act.WAIT:
+            # The finalizer's arrival wakes the object (runtime.trigger_of); the delay is a fallback.
             b.progressing(decision.reason, decision.message)
-            return 1.0
+            return 5.0
         if decision.act == Act.CONFIRM:
             # Crashed (or lost the answer) after asking Artifactory to create it: exactly what we sent.
             b["createPending"] = None
@@ -405,11 +406,11 @@ class CleanupPolicyReconciler:
         except (RejectedError, AuthError, NotFoundError):
             b["createPending"] = None  # a definite refusal: nothing was created
             raise
-        # Confirmed (2xx): from here on the policy is ours.
+        # Confirmed (2xx): from here on the policy is ours. Recorded with the rest of this reconcile's
+        # status: should the operator die first, the pending record confirms it (same body).
         b["createPending"] = None
         b["ownedPolicy"] = {**identity(url, key), "origin": "Created"}
         b["managed"] = True
-        await self.ctx.write_status(obj, b.result())
         if spec.enabled:
             await client.set_enabled(key, True)
         return True

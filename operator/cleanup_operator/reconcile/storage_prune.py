@@ -265,7 +265,7 @@ class StoragePruneReconciler:
         if not obj.guarded:  # before any vendor call: nothing starts without the finalizer
             decision = decisions.prune_start(guarded=False, other_runner=False, vendor_running=False)
             b.progressing(decision.reason, decision.message)
-            return 1.0
+            return 5.0  # the finalizer's arrival wakes the object (runtime.trigger_of)
         async with self.ctx.lock(f"prune:{url}"):
             vendor = await client.prune_status()
             other = self._other_runner(obj, url)
