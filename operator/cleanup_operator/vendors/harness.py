@@ -22,6 +22,7 @@ other GraphQL errors → :class:`~.errors.RejectedError`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from enum import StrEnum
 from typing import Any
@@ -218,19 +219,18 @@ class HarnessClient:
             variables={"input": ArtifactCleanupInput(artifact_stream_id=stream_id).model_dump(by_alias=True)},
             operation_name="ArtifactCleanup",
         )
-        if self.limiter is not None:
-            await self.limiter.acquire()
         try:
-            response, raw = await request(
-                self._client,
-                "POST",
-                GRAPHQL_PATH,
-                vendor=VENDOR,
-                params={"accountId": self.account_id},
-                json=body.wire(),
-                expect=(200, 400, 404),
-                error_message=_error_message,
-            )
+            async with self.limiter.slot() if self.limiter is not None else contextlib.nullcontext():
+                response, raw = await request(
+                    self._client,
+                    "POST",
+                    GRAPHQL_PATH,
+                    vendor=VENDOR,
+                    params={"accountId": self.account_id},
+                    json=body.wire(),
+                    expect=(200, 400, 404),
+                    error_message=_error_message,
+                )
         except RateLimitedError as exc:
             self._penalize(exc.retry_after)
             raise

@@ -5,12 +5,12 @@ transport and status failures onto :mod:`.errors`, backoff with jitter, and a pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import random
 import ssl
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,36 +205,55 @@ class Backoff:
 
 
 class RateLimiter:
-    """A sliding-window limiter: at most ``limit`` acquisitions per ``window`` seconds.
+    """A sliding-window limiter: at most ``limit`` requests per ``window`` seconds, as the vendor counts.
 
-    One instance is shared by every caller of a key (a Harness account), so many resources
-    never stampede one vendor account. Waiters are served in FIFO order.
+    One instance is shared by every caller of a key (a Harness account), so many resources never
+    stampede one vendor account. A request holds its place from the moment it may start until
+    ``window`` seconds after it completed: however long it waited in a busy event loop or on the
+    network, the vendor can never see more than ``limit`` arrivals in any ``window``.
     """
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self._stamps: deque[float] = deque()
+        #: One entry per request: inf while it is in flight, then its completion time.
+        self._stamps: list[list[float]] = []
         self._lock = asyncio.Lock()
         self._penalty_until = 0.0
 
-    async def acquire(self) -> None:
+    async def _take(self) -> list[float]:
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = asyncio.get_running_loop().time()
                 if now < self._penalty_until:
                     await asyncio.sleep(self._penalty_until - now)
                     continue
-                while self._stamps and now - self._stamps[0] >= self.window:
-                    self._stamps.popleft()
+                self._stamps = [s for s in self._stamps if now - s[0] < self.window]
                 if len(self._stamps) < self.limit:
-                    self._stamps.append(now)
-                    return
-                await asyncio.sleep(self.window - (now - self._stamps[0]) + 0.01)
+                    stamp = [math.inf]
+                    self._stamps.append(stamp)
+                    return stamp
+                done = [s[0] for s in self._stamps if s[0] != math.inf]
+                wait = self.window - (now - min(done)) + 0.01 if done else 0.05
+                await asyncio.sleep(max(0.01, wait))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a place for one request, from before it is sent until it completed."""
+        stamp = await self._take()
+        try:
+            yield
+        finally:
+            stamp[0] = asyncio.get_running_loop().time()
+
+    async def acquire(self) -> None:
+        """A place for a request that is sent at once (counted from now)."""
+        stamp = await self._take()
+        stamp[0] = asyncio.get_running_loop().time()
 
     def penalize(self, seconds: float) -> None:
         """After a 429, hold every caller of this key back for a while."""
-        self._penalty_until = max(self._penalty_until, time.monotonic() + seconds)
+        self._penalty_until = max(self._penalty_until, asyncio.get_running_loop().time() + seconds)
 
 
 class RateLimiters:
