@@ -110,6 +110,8 @@ class Outcome:
     #: Seconds until the loop runs again by itself; None waits for a change.
     requeue_after: float | None
     events: list[Event] = field(default_factory=list)
+    #: Run again as soon as our finalizer is on the object (it waited for it before creating anything).
+    wake_on_finalizer: bool = False
 
 
 class Retry(Exception):
@@ -215,9 +217,7 @@ def trigger_of(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What, when it changes, wakes an object's loop: never our own status patches."""
     meta = body.get("metadata", {})
     annotations = meta.get("annotations") or {}
-    # Our finalizer arriving wakes an object that waited for it before creating anything.
-    guarded = FINALIZER in (meta.get("finalizers") or ())
-    return (meta.get("generation"), guarded, *(annotations.get(a) for a in TRIGGER_ANNOTATIONS))
+    return (meta.get("generation"), *(annotations.get(a) for a in TRIGGER_ANNOTATIONS))
 
 
 @dataclass
@@ -229,6 +229,7 @@ class _Entry:
     running: bool = False
     rerun: bool = False
     blocked: bool = False
+    wake_on_finalizer: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -269,6 +270,9 @@ class Scheduler:
             self._schedule(entry, 0.0)
             return
         entry.obj = obj
+        if entry.wake_on_finalizer and obj.guarded:
+            entry.wake_on_finalizer = False
+            trig = (*trig, "finalizer")  # the change it waited for
         if trig != entry.trigger:
             entry.trigger = trig
             if entry.running:
@@ -337,8 +341,14 @@ class Scheduler:
         obj = entry.obj
         uid = obj.uid
         kind = obj.kind.kind
+        # A rerun may start from a snapshot the watch delivered before our last status write landed.
+        newer = self.ctx.newest_status(uid, {"metadata": {"resourceVersion": obj.resource_version}})
+        if newer is not None:
+            obj.status.clear()
+            obj.status.update(copy.deepcopy(newer))
         try:
             outcome = await entry.reconciler.reconcile(obj)
+            entry.wake_on_finalizer = outcome.wake_on_finalizer
             patched = await self.ctx.write_status(obj, outcome.status)
             for ev in outcome.events:
                 self.ctx.emit(obj, ev)

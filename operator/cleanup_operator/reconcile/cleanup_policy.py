@@ -51,6 +51,7 @@ from .common import (
     refuse_request,
     request_refusal,
     request_time,
+    waiting_for_finalizer,
     was_stalled_with,
 )
 from .conditions import BACKOFF, SUSPENDED, StatusBuilder, iso, now, parse_time
@@ -262,7 +263,7 @@ class CleanupPolicyReconciler:
             return Outcome(b.result(), retry if retry is not None else interval_of(spec.interval), events)
         self._failures.pop(obj.uid, None)
         b.observe()
-        return Outcome(b.result(), requeue, events)
+        return Outcome(b.result(), requeue, events, wake_on_finalizer=waiting_for_finalizer(b))
 
     async def _sync(
         self, obj: Obj, spec: CleanupPolicySpec, key: str, b: StatusBuilder, events: list[Event]
@@ -306,7 +307,7 @@ class CleanupPolicyReconciler:
             b.stalled(decision.reason, decision.message)
             return interval_of(spec.interval)
         if decision.act == Act.WAIT:
-            # The finalizer's arrival wakes the object (runtime.trigger_of); the delay is a fallback.
+            # The finalizer's arrival wakes the object (Outcome.wake_on_finalizer); the delay is a fallback.
             b.progressing(decision.reason, decision.message)
             return 5.0
         if decision.act == Act.CONFIRM:

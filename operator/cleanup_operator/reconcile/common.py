@@ -121,3 +121,8 @@ def note_reconcile_request(obj: Obj, b: StatusBuilder) -> None:
     value = obj.annotations.get(RECONCILE_AT)
     if value:
         b["lastHandledReconcileAt"] = value
+
+
+def waiting_for_finalizer(b: StatusBuilder) -> bool:
+    """Whether this reconcile stopped short of creating anything until our finalizer is on."""
+    return (b.condition("Reconciling") or {}).get("reason") == "WaitingForFinalizer"

@@ -43,6 +43,7 @@ from .common import (
     parse_spec,
     refuse_request,
     request_refusal,
+    waiting_for_finalizer,
     was_stalled_with,
 )
 from .conditions import BACKOFF, SUSPENDED, StatusBuilder, iso, now, parse_time
@@ -221,7 +222,7 @@ class StoragePruneReconciler:
             return Outcome(b.result(), retry if retry is not None else poll, events)
         self._failures.pop(obj.uid, None)
         b.observe()
-        return Outcome(b.result(), requeue, events)
+        return Outcome(b.result(), requeue, events, wake_on_finalizer=waiting_for_finalizer(b))
 
     async def _step(
         self, obj: Obj, spec: StoragePruneSpec, b: StatusBuilder, events: list[Event], poll: float
@@ -265,7 +266,7 @@ class StoragePruneReconciler:
         if not obj.guarded:  # before any vendor call: nothing starts without the finalizer
             decision = decisions.prune_start(guarded=False, other_runner=False, vendor_running=False)
             b.progressing(decision.reason, decision.message)
-            return 5.0  # the finalizer's arrival wakes the object (runtime.trigger_of)
+            return 5.0  # the finalizer's arrival wakes it sooner
         async with self.ctx.lock(f"prune:{url}"):
             vendor = await client.prune_status()
             other = self._other_runner(obj, url)
