@@ -29,7 +29,7 @@ from typing import Any
 
 from .. import decisions
 from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
-from ..api.common import ADOPT, APPROVE, Connection, parse_duration, parse_quantity
+from ..api.common import ADOPT, APPROVE, Connection, parse_duration
 from ..credentials import CredentialsError
 from ..decisions import Act
 from ..runtime import Context, Event, Obj, Outcome, Retry
@@ -39,6 +39,7 @@ from ..vendors.errors import AuthError, ConflictError, NotFoundError, RejectedEr
 from .common import (
     REQUEST_REFUSED,
     InvalidSpec,
+    budget_of,
     claim_owner,
     failure_outcome,
     interval_of,
@@ -693,7 +694,7 @@ class CleanupPolicyReconciler:
         b["lastDryRun"] = {k: v for k, v in last.items() if k != "gate"}
         dry = _dry_run_of(last, since=iso())
         decision = decisions.real_run(
-            budget_of(spec), dry, approval=None, used=b.get("lastApprovedDryRun"), now=time.time()
+            budget_of(spec.safety), dry, approval=None, used=b.get("lastApprovedDryRun"), now=time.time()
         )
         if decision.act == Act.RUN:
             events.append(Event("Normal", "RealRunAllowed", decision.message))
@@ -748,7 +749,9 @@ class CleanupPolicyReconciler:
         refusal = decisions.approval_refusal(value, pending.get("dryRunId"), used)
         if refusal is None and pending and b.get("lastDryRun"):
             dry = _dry_run_of(b["lastDryRun"], since=pending.get("since"))
-            decision = decisions.real_run(budget_of(spec), dry, approval=value, used=used, now=time.time())
+            decision = decisions.real_run(
+                budget_of(spec.safety), dry, approval=value, used=used, now=time.time()
+            )
             if decision.act == Act.RUN:
                 b["pendingApproval"] = None
                 b["lastApprovedDryRun"] = dry.id
@@ -892,19 +895,6 @@ def _run_since(runs: list[jfrog.RunSummary], requested: str, dry: bool) -> dict[
         if started is not None and started >= when and (run.dry_run is None or run.dry_run == dry):
             return {"runId": run.run_id, **_last_run_fields(run)}
     return None
-
-
-def budget_of(spec: CleanupPolicySpec) -> decisions.Budget:
-    safety = spec.safety
-    if safety is None:
-        return decisions.Budget()
-    return decisions.Budget(
-        max_packages=safety.max_packages,
-        max_versions=safety.max_versions,
-        max_bytes=parse_quantity(safety.max_bytes) if safety.max_bytes else None,
-        manual=safety.approval == "Manual",
-        approval_max_age=parse_duration(safety.approval_max_age),
-    )
 
 
 def _dry_run_of(run: dict[str, Any], since: str | None) -> decisions.DryRun:

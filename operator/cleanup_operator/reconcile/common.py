@@ -8,7 +8,15 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from .. import decisions
-from ..api.common import RECONCILE_AT, REQUESTED_AT, Connection, Model, parse_duration
+from ..api.common import (
+    RECONCILE_AT,
+    REQUESTED_AT,
+    Connection,
+    Model,
+    Safety,
+    parse_duration,
+    parse_quantity,
+)
 from ..credentials import CredentialsError
 from ..runtime import Context, Event, Obj, Outcome, jittered
 from ..vendors.jfrog import JFrogClient
@@ -126,3 +134,16 @@ def note_reconcile_request(obj: Obj, b: StatusBuilder) -> None:
 def waiting_for_finalizer(b: StatusBuilder) -> bool:
     """Whether this reconcile stopped short of creating anything until our finalizer is on."""
     return (b.condition("Reconciling") or {}).get("reason") == "WaitingForFinalizer"
+
+
+def budget_of(safety: Safety | None) -> decisions.Budget:
+    """spec.safety as the decision module's budget (for a prune, maxPackages counts binaries)."""
+    if safety is None:
+        return decisions.Budget()
+    return decisions.Budget(
+        max_packages=safety.max_packages,
+        max_versions=safety.max_versions,
+        max_bytes=parse_quantity(safety.max_bytes) if safety.max_bytes else None,
+        manual=safety.approval == "Manual",
+        approval_max_age=parse_duration(safety.approval_max_age),
+    )

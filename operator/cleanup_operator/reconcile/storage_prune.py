@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from .. import decisions
-from ..api.common import APPROVE, CREATION_SERVED, parse_duration, parse_quantity
+from ..api.common import APPROVE, CREATION_SERVED, parse_duration
 from ..api.storage_prune import STORAGE_PRUNE, StoragePruneSpec
 from ..credentials import CredentialsError
 from ..decisions import Act
@@ -34,6 +34,7 @@ from ..vendors import jfrog
 from ..vendors.errors import AuthError, NotFoundError, RejectedError, VendorError
 from .common import (
     InvalidSpec,
+    budget_of,
     failure_outcome,
     invalid_spec_outcome,
     jfrog_claim_url,
@@ -94,20 +95,6 @@ def progress_fields(status: jfrog.PruneStatus, start_directory: str | None = Non
         "dryRun": status.dry_run,
         "error": status.error if status.status == "error" else None,
     }
-
-
-def budget_of(spec: StoragePruneSpec) -> decisions.Budget:
-    """spec.safety as the decision module's budget (for a prune, maxPackages counts binaries)."""
-    safety = spec.safety
-    if safety is None:
-        return decisions.Budget()
-    return decisions.Budget(
-        max_packages=safety.max_packages,
-        max_versions=safety.max_versions,
-        max_bytes=parse_quantity(safety.max_bytes) if safety.max_bytes else None,
-        manual=safety.approval == "Manual",
-        approval_max_age=parse_duration(safety.approval_max_age),
-    )
 
 
 def _dry_run_of(record: dict[str, Any], *, succeeded: bool) -> decisions.DryRun:
@@ -383,7 +370,7 @@ class StoragePruneReconciler:
         b["lastDryRun"] = record
         dry = _dry_run_of(record, succeeded=b.get("phase") == "Succeeded" and vendor.dry_run)
         decision = decisions.real_run(
-            budget_of(spec), dry, approval=None, used=b.get("lastApprovedDryRun"), now=time.time()
+            budget_of(spec.safety), dry, approval=None, used=b.get("lastApprovedDryRun"), now=time.time()
         )
         if decision.act == Act.RUN:
             b["realPending"] = {"allowedBy": dry.id}
@@ -414,7 +401,9 @@ class StoragePruneReconciler:
             dry = _dry_run_of(
                 {**record, "finishedAt": pending.get("since")}, succeeded=record.get("phase") == "Succeeded"
             )
-            decision = decisions.real_run(budget_of(spec), dry, approval=value, used=used, now=time.time())
+            decision = decisions.real_run(
+                budget_of(spec.safety), dry, approval=value, used=used, now=time.time()
+            )
             if decision.act == Act.RUN:
                 b["pendingApproval"] = None
                 b["lastApprovedDryRun"] = dry.id
