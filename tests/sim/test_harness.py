@@ -23,14 +23,15 @@ from cleanup_operator.vendors.harness import CleanupOutcome, HarnessClient
 from cleanup_operator.vendors.http import ClientOptions, RateLimiter, make_client
 from tests.unit.test_harness_sourcecraft_models import harness_doc_json, harness_doc_mutation
 
+from ..conftest import harness
+
 GRAPHQL = "/harness/gateway/api/graphql"
 
 
 @pytest.fixture
 def hsim(sim: SimulatorServer) -> HarnessSimulator:
     """The Harness simulator on a :class:`ManualClock`: its rate window moves only when told."""
-    simulator = sim.simulator("harness")
-    assert isinstance(simulator, HarnessSimulator)
+    simulator = harness(sim)
     simulator.clock = ManualClock()
     return simulator
 
@@ -277,7 +278,9 @@ async def test_burst_without_limiter_is_refused(hsim: HarnessSimulator, client: 
 async def test_limiter_guided_burst_stays_within_the_window(
     hsim: HarnessSimulator, http: httpx.AsyncClient
 ) -> None:
-    # The client's limiter keeps real time (vendors/http.py takes no clock), so the server must too.
+    # The server runs in its own thread on real time, so the client's limiter (on this event loop's
+    # clock) must too. Load cannot race it: a request holds its place until a window after it
+    # completed, so however late requests arrive, no window sees more than the limit.
     hsim.clock = time.monotonic
     hsim.rate_limit, hsim.rate_window = 5, 0.5
     for i in range(12):

@@ -23,6 +23,8 @@ from cleanup_operator.vendors.errors import (
 )
 from cleanup_operator.vendors.http import ClientOptions, make_client
 
+from ..conftest import jfrog as jfrog_simulator
+
 TOKEN = "test-token"
 
 
@@ -49,8 +51,7 @@ PRUNE_PACE = 0.002
 @pytest.fixture
 def jsim(sim: SimulatorServer) -> JFrogSimulator:
     """The JFrog simulator on a :class:`ManualClock`: runs and prunes move only when a test says so."""
-    simulator = sim.simulator("jfrog")
-    assert isinstance(simulator, JFrogSimulator)
+    simulator = jfrog_simulator(sim)
     simulator.run_duration = RUN_SECONDS
     simulator.prune_seconds_per_directory = PRUNE_PACE
     simulator.clock = ManualClock()

@@ -18,6 +18,8 @@ from cleanup_operator.vendors import jfrog
 from cleanup_operator.vendors.http import ClientOptions, make_client
 from tests.unit.test_jfrog_models import doc_policy_sample, doc_prune_status_sample
 
+from ..conftest import jfrog as jfrog_simulator
+
 POLICIES = "/artifactory/api/cleanup/packages/policies"
 PRUNE = "/artifactory/api/system/storage/prune"
 RUNS = "/artifactory/api/cleanup/policies/runs"
@@ -51,8 +53,7 @@ def shape(value: Any) -> Any:
 @pytest.fixture
 def jsim(sim: SimulatorServer) -> JFrogSimulator:
     """The JFrog simulator on a :class:`ManualClock`: runs and prunes move only when a test says so."""
-    simulator = sim.simulator("jfrog")
-    assert isinstance(simulator, JFrogSimulator)
+    simulator = jfrog_simulator(sim)
     simulator.clock = ManualClock()
     return simulator
 

@@ -28,6 +28,8 @@ from cleanup_operator.testing.simulators import (
     build_server,
 )
 
+from ..conftest import jfrog
+
 AUTH = {"Authorization": "Bearer test-token"}
 POLICY = "/artifactory/api/cleanup/packages/policies/{key}"
 USAGE = "/artifactory/api/system/usage"
@@ -50,8 +52,7 @@ def srv(rooted: SimulatorServer) -> Iterator[SimulatorServer]:
 
 @pytest.fixture
 def jsim(srv: SimulatorServer) -> JFrogSimulator:
-    simulator = srv.simulator("jfrog")
-    assert isinstance(simulator, JFrogSimulator)
+    simulator = jfrog(srv)
     return simulator
 
 

@@ -28,6 +28,8 @@ from tests.unit.test_harness_sourcecraft_models import (
     sourcecraft_doc_success,
 )
 
+from ..conftest import sourcecraft
+
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 ALL_FOUR = [
     ("a/registered.bin", "registered"),
@@ -44,8 +46,7 @@ NOW = T0 + dt.timedelta(days=1)
 @pytest.fixture
 def ssim(sim: SimulatorServer) -> SourceCraftSimulator:
     """The SourceCraft simulator on a :class:`ManualClock` at :data:`NOW`: runs move only when told."""
-    simulator = sim.simulator("sourcecraft")
-    assert isinstance(simulator, SourceCraftSimulator)
+    simulator = sourcecraft(sim)
     simulator.clock = ManualClock(NOW.timestamp())
     return simulator
 
