@@ -270,10 +270,10 @@ class Scheduler:
             self._schedule(entry, 0.0)
             return
         entry.obj = obj
-        if entry.wake_on_finalizer and obj.guarded:
+        woken = entry.wake_on_finalizer and obj.guarded  # the change it waited for
+        if woken:
             entry.wake_on_finalizer = False
-            trig = (*trig, "finalizer")  # the change it waited for
-        if trig != entry.trigger:
+        if trig != entry.trigger or woken:
             entry.trigger = trig
             if entry.running:
                 entry.rerun = True

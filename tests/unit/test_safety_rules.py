@@ -277,3 +277,40 @@ def test_status_patch_removes_nested_keys_a_merge_patch_would_keep() -> None:
         "lastRun": {"runId": None, "state": "Refused"},
     }
     assert status_patch(desired, dict(desired)) is None
+
+
+async def test_the_finalizer_wakes_only_an_object_waiting_for_it_and_only_once() -> None:
+    kube = Kube()
+    ctx = Context(kube, events=lambda o, e: None, metrics=Metrics())  # type: ignore[arg-type]
+    runs: list[bool] = []
+
+    class Waits:
+        kind = CLEANUP_POLICY
+
+        async def reconcile(self, o: Obj) -> Outcome:
+            runs.append(o.guarded)
+            return Outcome(dict(o.status), None, wake_on_finalizer=not o.guarded)
+
+        async def finalize(self, o: Obj) -> Outcome | None:
+            return None
+
+    def with_finalizer(rv: str, status: dict[str, Any]) -> dict[str, Any]:
+        b = body(rv, status)
+        b["metadata"]["finalizers"] = ["cleanup.artifacts.dev/finalizer"]
+        return b
+
+    sched = Scheduler(ctx)
+    rec = Waits()
+    sched.observe(rec, body("5", {}))
+    task = asyncio.create_task(sched.run())
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    sched.observe(rec, with_finalizer("6", {}))  # the finalizer arrives: run again, now guarded
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    sched.observe(rec, with_finalizer("7", {"x": 1}))  # a status-only event: nothing to do
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert runs == [False, True]
