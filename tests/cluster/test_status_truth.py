@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from typing import Any
@@ -28,6 +29,7 @@ from .conftest import (
     scsync,
     sourcecraft,
     unique,
+    wait_until,
 )
 
 
@@ -160,7 +162,11 @@ def test_a_conflict_names_no_object_of_another_namespace(
     kube.secret("jfrog", token="test-token")
     key = unique("shared")
     kube.apply(policy(sim, "alpha", interval="1h", policyKey=key))
-    kube.wait_for(CPOL, "alpha", ready, what="alpha Ready")
+    alpha = kube.wait_for(CPOL, "alpha", ready, what="alpha Ready")
+    # The older claimant owns the key; claims are ordered by creationTimestamp (whole seconds), so
+    # the second resource must be created in a later second to be the younger one.
+    born = dt.datetime.fromisoformat(alpha["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    wait_until(lambda: time.time() >= born.timestamp() + 1.05, "a second after alpha's creation")
     other_ns = f"e2e-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", other_ns)
     try:
