@@ -428,3 +428,13 @@ def operated_policies(connection: st.SearchStrategy[dict[str, Any]]) -> st.Searc
         _optional(REQUESTS, 3),
         _optional(st.sampled_from(["true", "false", "yes"]), 5),
     )
+
+
+def doc_sample() -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """JFrog's documented sample policy, read from the vendor document: (key, spec fields, criteria)."""
+    from tests.conftest import VENDOR_DOCS
+    from tests.unit.test_jfrog_models import doc_policy_sample
+
+    sample = doc_policy_sample(VENDOR_DOCS)
+    spec = {k: sample[k] for k in ("cronExp", "durationInMinutes", "description")}
+    return str(sample["key"]), spec, dict(sample["searchCriteria"])

@@ -17,6 +17,7 @@ from cleanup_operator.api import cleanup_policy as cp
 from cleanup_operator.api import validation as v
 from cleanup_operator.api.common import URL_IMMUTABLE
 from cleanup_operator.testing.controlplane import ControlPlane
+from tests import strategies
 
 from .conftest import Kube
 
@@ -86,22 +87,7 @@ def test_valid_policy_is_accepted_with_defaults(akube: Kube) -> None:
 
 def test_jfrogs_documented_sample_is_admitted(akube: Kube) -> None:
     """The vendor document's own sample (keepLastNVersions: 0 next to two time conditions, a year field)."""
-    sample = policy(
-        "key1",
-        {"cronExp": "0 15 10 * * ? 2024", "durationInMinutes": 150, "description": "some test description"},
-        {
-            "packageTypes": ["docker", "maven"],
-            "repos": ["repo1", "repo2"],
-            "excludedRepos": [],
-            "includedPackages": ["com/jfrog"],
-            "excludedPackages": ["com/jfrog/latest"],
-            "includeAllProjects": False,
-            "includedProjects": ["project1", "project2"],
-            "createdBeforeInMonths": 12,
-            "lastDownloadedBeforeInMonths": 1,
-            "keepLastNVersions": 0,
-        },
-    )
+    sample = policy(*strategies.doc_sample())  # read from the vendor document
     akube.apply(sample)
     stored = akube.get("cleanuppolicies", "key1")
     assert stored is not None and stored["spec"]["searchCriteria"]["keepLastNVersions"] == 0

@@ -127,22 +127,7 @@ def _policy(name: str, spec: dict[str, Any], criteria: dict[str, Any]) -> dict[s
 POLICIES = strategies.policies(st.just(CONNECTION))
 BASIC = strategies.BASIC
 
-SAMPLE = _policy(
-    "key1",
-    {"cronExp": "0 15 10 * * ? 2024", "durationInMinutes": 150, "description": "some test description"},
-    {
-        "packageTypes": ["docker", "maven"],
-        "repos": ["repo1", "repo2"],
-        "excludedRepos": [],
-        "includedPackages": ["com/jfrog"],
-        "excludedPackages": ["com/jfrog/latest"],
-        "includeAllProjects": False,
-        "includedProjects": ["project1", "project2"],
-        "createdBeforeInMonths": 12,
-        "lastDownloadedBeforeInMonths": 1,
-        "keepLastNVersions": 0,
-    },
-)
+SAMPLE = _policy(*strategies.doc_sample())  # read from the vendor document
 
 
 def test_vendor_body_is_what_the_operator_sends() -> None:
