@@ -102,9 +102,20 @@ def main() -> int:
         cp.install_crds()
         cp.kubectl("create", "namespace", NS)
         cp.kubectl("create", "secret", "generic", "jfrog", "-n", NS, "--from-literal=token=test-token")
+        cp.kubectl("label", "secret", "jfrog", "-n", NS, "cleanup.artifacts.dev/credentials=true")
         log = open(workdir / "operator.log", "wb")  # noqa: SIM115
         op = subprocess.Popen(
-            [sys.executable, "-m", "cleanup_operator", "--namespace", NS],
+            [
+                sys.executable,
+                "-m",
+                "cleanup_operator",
+                "--namespace",
+                NS,
+                # The simulators listen on loopback, in plain http.
+                "--allowed-hosts",
+                "127.0.0.1",
+                "--allow-insecure-http",
+            ],
             env=cp.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -60,7 +60,17 @@ def main() -> int:
         print(f"== operator (logs in {workdir / 'operator.log'})")
         with open(workdir / "operator.log", "wb") as log:
             operator = subprocess.Popen(
-                [sys.executable, "-m", "cleanup_operator", "--namespace", NS],
+                [
+                    sys.executable,
+                    "-m",
+                    "cleanup_operator",
+                    "--namespace",
+                    NS,
+                    # The simulators listen on loopback, in plain http.
+                    "--allowed-hosts",
+                    "127.0.0.1",
+                    "--allow-insecure-http",
+                ],
                 env=cp.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -50,6 +50,24 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
     parser.add_argument(
         "--harness-window", type=float, default=60.0, help="Harness rate-limit window in seconds"
     )
+    parser.add_argument(
+        "--allowed-hosts",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="vendor hosts the operator may send credentials to (repeatable; globs; host or"
+        " host:port, e.g. '*.jfrog.io'); none given refuses every host",
+    )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow plain-http vendor URLs (credentials travel unencrypted: tests and demos only)",
+    )
+    parser.add_argument(
+        "--allow-insecure-tls",
+        action="store_true",
+        help="honour insecureSkipVerify in specs (no certificate check: tests and demos only)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if not args.namespace and not args.all_namespaces:
@@ -65,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
         vendor_concurrency=args.vendor_concurrency,
         harness_rate=args.harness_rate,
         harness_window=args.harness_window,
+        allowed_hosts=tuple(h.strip() for arg in args.allowed_hosts for h in arg.split(",") if h.strip()),
+        allow_insecure_http=args.allow_insecure_http,
+        allow_insecure_tls=args.allow_insecure_tls,
     )
 
 

@@ -1,16 +1,40 @@
-"""Secrets to vendor client options, with a short cache. Values never reach a log, event or message."""
+"""Secrets to vendor client options. Values never reach a log, event, status or message.
+
+Only Secrets labelled ``cleanup.artifacts.dev/credentials: "true"`` are read (Argo CD's habit with
+``argocd.argoproj.io/secret-type``): whoever may write one of our resources must not be able to
+make the operator send any other Secret of the namespace anywhere. The labelled Secrets of each
+namespace are kept current by a label-selector watch, so a rotated Secret is used from the next
+vendor call on; while a watch is not in step with the server, each read goes to the API server.
+
+Every URL is checked against the operator's :class:`EndpointPolicy` before any Secret is read.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import ssl
-import time
 
-from .api.common import Connection, SecretKeySelector, parse_duration
-from .kube import KubeAPI
+from .api.common import CREDENTIALS_LABEL, CASecretRef, Connection, SecretKeySelector, parse_duration
+from .endpoints import EndpointPolicy, EndpointRefused
+from .kube import KubeAPI, KubeError, Secret
 from .vendors.http import ClientOptions
 
-CACHE_TTL = 30.0
+log = logging.getLogger(__name__)
+
+SELECTOR = f"{CREDENTIALS_LABEL}=true"
+
+__all__ = [
+    "CREDENTIALS_LABEL",
+    "Credentials",
+    "CredentialsError",
+    "EndpointNotAllowedError",
+    "InvalidSecretError",
+    "SecretNotAllowedError",
+    "fingerprint",
+]
 
 
 class CredentialsError(Exception):
@@ -23,28 +47,107 @@ class InvalidSecretError(CredentialsError):
     reason = "InvalidSecret"
 
 
-class Credentials:
-    def __init__(self, kube: KubeAPI, ttl: float = CACHE_TTL) -> None:
+class SecretNotAllowedError(CredentialsError):
+    reason = "SecretNotAllowed"
+
+
+class EndpointNotAllowedError(CredentialsError):
+    """The operator's flags refuse the URL (no Secret was read); only the operator's
+    administrators, or a different URL, can change that."""
+
+    def __init__(self, refused: EndpointRefused) -> None:
+        super().__init__(str(refused))
+        self.reason = refused.reason
+
+
+class SecretWatch:
+    """The labelled Secrets of one namespace, mirrored by list + watch (resumed from its
+    resourceVersion, listed again after a 410 or an error)."""
+
+    def __init__(self, kube: KubeAPI, namespace: str) -> None:
         self._kube = kube
-        self._ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = {}
+        self.namespace = namespace
+        self.secrets: dict[str, Secret] = {}
+        #: True while ``secrets`` mirrors the server: after a list, and while its watch runs.
+        self.synced = False
+        self.task = asyncio.create_task(self._run(), name=f"secret watch {namespace}")
+
+    async def _run(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                items, version = await self._kube.list_secrets(self.namespace, SELECTOR)
+                self.secrets = {s.name: s for s in items}
+                self.synced = True
+                delay = 1.0
+                while True:
+                    async for kind, secret, seen in self._kube.watch_secrets(
+                        self.namespace, SELECTOR, version
+                    ):
+                        version = seen  # resume from here when the server ends the watch
+                        if secret is None:
+                            continue  # a bookmark: only the resourceVersion moves on
+                        if kind == "DELETED":  # deleted, or no longer labelled
+                            self.secrets.pop(secret.name, None)
+                        else:
+                            self.secrets[secret.name] = secret
+            except asyncio.CancelledError:
+                self.synced = False
+                raise
+            except Exception as exc:  # the watch must outlive any error
+                self.synced = False
+                if not (isinstance(exc, KubeError) and exc.status_code == 410):
+                    log.warning(
+                        "watching labelled Secrets in %s: %s; reading them directly meanwhile",
+                        self.namespace,
+                        type(exc).__name__ if not isinstance(exc, KubeError) else exc,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+
+
+class Credentials:
+    def __init__(self, kube: KubeAPI, endpoints: EndpointPolicy | None = None, *, watch: bool = True) -> None:
+        self._kube = kube
+        self.endpoints = endpoints if endpoints is not None else EndpointPolicy()
+        self._watch = watch
+        self._watches: dict[str, SecretWatch] = {}
+
+    def _watch_of(self, namespace: str) -> SecretWatch | None:
+        if not self._watch:
+            return None
+        watch = self._watches.get(namespace)
+        if watch is None or watch.task.done():
+            watch = self._watches[namespace] = SecretWatch(self._kube, namespace)
+        return watch
+
+    async def aclose(self) -> None:
+        watches, self._watches = list(self._watches.values()), {}
+        for w in watches:
+            w.task.cancel()
+        for w in watches:
+            with contextlib.suppress(asyncio.CancelledError):
+                await w.task
+
+    def check(self, url: str, *, insecure_skip_verify: bool = False) -> None:
+        try:
+            self.endpoints.check(url, insecure_skip_verify=insecure_skip_verify)
+        except EndpointRefused as exc:
+            raise EndpointNotAllowedError(exc) from None
 
     async def secret(self, namespace: str, name: str) -> dict[str, str]:
-        key = (namespace, name)
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self._ttl:
-            data = hit[1]
-        else:
-            data = await self._kube.get_secret(namespace, name)
-            self._cache[key] = (now, data)
-        if data is None:
+        watch = self._watch_of(namespace)
+        if watch is not None and watch.synced and name in watch.secrets:
+            return dict(watch.secrets[name].data)
+        found = await self._kube.get_secret(namespace, name)
+        if found is None:
             raise CredentialsError(f"Secret {namespace}/{name} not found")
-        return data
-
-    def forget(self, namespace: str, name: str) -> None:
-        """Drop a cached Secret (after an auth failure, so a rotated Secret is read again at once)."""
-        self._cache.pop((namespace, name), None)
+        if found.labels.get(CREDENTIALS_LABEL) != "true":
+            raise SecretNotAllowedError(
+                f'Secret {namespace}/{name} is not labelled {CREDENTIALS_LABEL}: "true": the operator'
+                " reads only Secrets labelled for it; label it if it is meant for this resource"
+            )
+        return dict(found.data)
 
     async def key(self, namespace: str, ref: SecretKeySelector) -> str:
         data = await self.secret(namespace, ref.name)
@@ -53,7 +156,24 @@ class Credentials:
             raise InvalidSecretError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
         return value.strip()
 
+    async def ca(self, namespace: str, ref: CASecretRef | None) -> str | None:
+        """The PEM bundle ``ref`` names, checked to be one (None when no CA is given)."""
+        if ref is None:
+            return None
+        pem = (await self.secret(namespace, ref.name)).get(ref.key)
+        if not pem:
+            raise InvalidSecretError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
+        try:
+            ssl.create_default_context(cadata=pem)
+        except (ssl.SSLError, ValueError):
+            raise InvalidSecretError(
+                f"Secret {namespace}/{ref.name} key {ref.key!r} does not hold a PEM CA bundle: put the"
+                " CA certificate(s) that signed the vendor's certificate there"
+            ) from None
+        return pem
+
     async def jfrog_options(self, namespace: str, conn: Connection) -> ClientOptions:
+        self.check(conn.url, insecure_skip_verify=conn.insecure_skip_verify)
         data = await self.secret(namespace, conn.secret_ref.name)
         ref = conn.secret_ref
         headers: dict[str, str] = {}
@@ -67,28 +187,31 @@ class Credentials:
                 f"Secret {namespace}/{ref.name} has neither key {ref.token_key!r} nor keys"
                 f" {ref.username_key!r} and {ref.password_key!r}"
             )
-        ca_pem = None
-        if conn.ca_secret_ref is not None:
-            ca = await self.secret(namespace, conn.ca_secret_ref.name)
-            ca_pem = ca.get(conn.ca_secret_ref.key)
-            if not ca_pem:
-                raise InvalidSecretError(
-                    f"Secret {namespace}/{conn.ca_secret_ref.name} has no key {conn.ca_secret_ref.key!r}"
-                )
-            try:
-                ssl.create_default_context(cadata=ca_pem)
-            except (ssl.SSLError, ValueError):
-                raise InvalidSecretError(
-                    f"Secret {namespace}/{conn.ca_secret_ref.name} key {conn.ca_secret_ref.key!r} does not hold"
-                    " a PEM CA bundle: put the CA certificate(s) that signed the vendor's certificate there"
-                ) from None
         return ClientOptions(
             base_url=conn.url,
             headers=headers,
             auth=auth,
-            ca_pem=ca_pem,
+            ca_pem=await self.ca(namespace, conn.ca_secret_ref),
             insecure_skip_verify=conn.insecure_skip_verify,
             timeout=parse_duration(conn.timeout),
+        )
+
+    async def keyed_options(
+        self,
+        namespace: str,
+        url: str,
+        ref: SecretKeySelector,
+        ca_ref: CASecretRef | None,
+        header: tuple[str, str],
+    ) -> ClientOptions:
+        """Options for an API keyed by one Secret value: ``header`` is (name, format with {})."""
+        self.check(url)
+        value = await self.key(namespace, ref)
+        name, template = header
+        return ClientOptions(
+            base_url=url,
+            headers={name: template.format(value)},
+            ca_pem=await self.ca(namespace, ca_ref),
         )
 
 

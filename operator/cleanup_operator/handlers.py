@@ -61,6 +61,7 @@ class OperatorState:
                 vendor_concurrency=self.options.vendor_concurrency,
                 harness_limit=(self.options.harness_rate, self.options.harness_window),
                 metrics=self.metrics,
+                endpoints=self.options.endpoints(),
             )
             self._ctx.indexes = self.indexes
         return self._ctx

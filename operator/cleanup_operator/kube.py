@@ -7,8 +7,12 @@ Kopf watches and posts events; for everything else we reuse the credentials Kopf
 from __future__ import annotations
 
 import base64
+import json
+import os
 import ssl
 import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,25 @@ class KubeError(Exception):
         self.status_code = status_code
 
 
+@dataclass(frozen=True)
+class Secret:
+    """The parts of a Secret the operator reads (values stay out of repr, logs and messages)."""
+
+    name: str
+    labels: Mapping[str, str]
+    data: Mapping[str, str] = field(repr=False)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Secret:
+        meta = body.get("metadata") or {}
+        raw = body.get("data") or {}
+        return cls(
+            name=str(meta.get("name", "")),
+            labels=dict(meta.get("labels") or {}),
+            data={k: base64.b64decode(v).decode(errors="replace") for k, v in raw.items()},
+        )
+
+
 class KubeAPI:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
@@ -30,47 +53,71 @@ class KubeAPI:
     @classmethod
     def from_connection_info(cls, info: Any) -> KubeAPI:
         """Build from a ``kopf.ConnectionInfo`` (server, CA, token or client certificate)."""
-        verify: ssl.SSLContext | bool = True
-        if info.insecure:
-            verify = False
-        else:
-            ctx = ssl.create_default_context()
-            if info.ca_path:
-                ctx.load_verify_locations(cafile=str(info.ca_path))
-            elif info.ca_data:
-                data = info.ca_data
-                pem = base64.b64decode(data).decode() if "BEGIN" not in str(data) else str(data)
-                ctx.load_verify_locations(cadata=pem)
-            verify = ctx
-        cert: tuple[str, str] | None = None
-        if info.certificate_path or info.certificate_data:
-            cert = (
-                _materialise(info.certificate_path, info.certificate_data),
-                _materialise(info.private_key_path, info.private_key_data),
+        return cls(
+            httpx.AsyncClient(
+                base_url=info.server,
+                headers={"Authorization": f"{info.scheme or 'Bearer'} {info.token}"} if info.token else {},
+                auth=httpx.BasicAuth(info.username, info.password)
+                if info.username and info.password
+                else None,
+                verify=tls_context(info),
+                timeout=httpx.Timeout(30.0),
             )
-            if isinstance(verify, ssl.SSLContext):
-                verify.load_cert_chain(*cert)
-        headers = {}
-        if info.token:
-            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        auth = httpx.BasicAuth(info.username, info.password) if info.username and info.password else None
-        client = httpx.AsyncClient(
-            base_url=info.server, headers=headers, auth=auth, verify=verify, timeout=httpx.Timeout(30.0)
         )
-        return cls(client)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def get_secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The decoded data of a Secret, or None when it does not exist. Values are never logged."""
+    async def get_secret(self, namespace: str, name: str) -> Secret | None:
+        """A Secret's labels and decoded data, or None when it does not exist. Values are never logged."""
         resp = await self._client.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
         if resp.status_code == 404:
             return None
         if resp.status_code >= 400:
             raise KubeError(f"reading Secret {namespace}/{name}: HTTP {resp.status_code}", resp.status_code)
-        data = resp.json().get("data") or {}
-        return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+        return Secret.from_body(resp.json())
+
+    async def list_secrets(self, namespace: str, label_selector: str) -> tuple[list[Secret], str]:
+        """The Secrets matching ``label_selector`` in ``namespace``, and the list's resourceVersion."""
+        resp = await self._client.get(
+            f"/api/v1/namespaces/{namespace}/secrets", params={"labelSelector": label_selector}
+        )
+        if resp.status_code >= 400:
+            raise KubeError(f"listing Secrets in {namespace}: HTTP {resp.status_code}", resp.status_code)
+        body = resp.json()
+        items = [Secret.from_body(item) for item in body.get("items") or []]
+        return items, str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch_secrets(
+        self, namespace: str, label_selector: str, resource_version: str, timeout_seconds: int = 300
+    ) -> AsyncIterator[tuple[str, Secret | None, str]]:
+        """Watch events (type, Secret, resourceVersion) after ``resource_version``, until the server
+        ends the watch. A 410 (too old) raises :class:`KubeError` with status 410: list again."""
+        params = {
+            "watch": "1",
+            "labelSelector": label_selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        async with self._client.stream(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            params=params,
+            timeout=httpx.Timeout(30.0, read=timeout_seconds + 30.0),
+        ) as resp:
+            if resp.status_code >= 400:
+                raise KubeError(f"watching Secrets in {namespace}: HTTP {resp.status_code}", resp.status_code)
+            async for line in resp.aiter_lines():
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, body = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    code = body.get("code")
+                    raise KubeError(f"watching Secrets in {namespace}: {body.get('reason')}", code)
+                version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
+                yield str(kind), (None if kind == "BOOKMARK" else Secret.from_body(body)), version
 
     async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One of our objects as the API server holds it now, or None when it is gone."""
@@ -116,14 +163,43 @@ class KubeAPI:
         return str(version) if version else None
 
 
-def _materialise(path: Any, data: Any) -> str:
-    if path:
-        return str(path)
+def tls_context(info: Any) -> ssl.SSLContext:
+    """TLS for the API server: only the cluster CA we were given (not the system store as well),
+    and a client certificate loaded from memory, whose key never stays on disk."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if info.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif info.ca_path:
+        ctx.load_verify_locations(cafile=str(info.ca_path))
+    elif info.ca_data:
+        ctx.load_verify_locations(cadata=_pem(info.ca_data).decode())
+    else:
+        ctx.load_default_certs()  # no CA in the kubeconfig: the server has a publicly trusted one
+    if info.certificate_path or info.certificate_data:
+        _load_client_certificate(ctx, info)
+    return ctx
+
+
+def _pem(data: Any) -> bytes:
     raw = data if isinstance(data, bytes) else str(data).encode()
-    if b"BEGIN" not in raw:
-        raw = base64.b64decode(raw)
-    fd = tempfile.NamedTemporaryFile(delete=False, suffix=".pem")  # noqa: SIM115
-    fd.write(raw)
-    fd.close()
-    Path(fd.name).chmod(0o600)
-    return fd.name
+    return raw if b"BEGIN" in raw else base64.b64decode(raw)
+
+
+def _load_client_certificate(ctx: ssl.SSLContext, info: Any) -> None:
+    """``ssl`` loads a key only from a file: inline data goes through a private temporary
+    directory that is removed as soon as the context holds the key."""
+    if info.certificate_path and (info.private_key_path or not info.private_key_data):
+        ctx.load_cert_chain(str(info.certificate_path), str(info.private_key_path or info.certificate_path))
+        return
+    with tempfile.TemporaryDirectory(prefix="cleanup-operator-") as tmp:
+        Path(tmp).chmod(0o700)
+        cert = Path(info.certificate_path) if info.certificate_path else Path(tmp) / "client.crt"
+        if not info.certificate_path:
+            cert.write_bytes(_pem(info.certificate_data))
+        key = Path(info.private_key_path) if info.private_key_path else Path(tmp) / "client.key"
+        if not info.private_key_path:
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(_pem(info.private_key_data))
+        ctx.load_cert_chain(str(cert), str(key))

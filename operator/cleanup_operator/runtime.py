@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from .api.common import ADOPT, APPROVE, FINALIZER, FORCE_DELETE, RECONCILE_AT, REQUESTED_AT, KindInfo
 from .credentials import Credentials, fingerprint
+from .endpoints import EndpointPolicy
 from .kube import KubeAPI, KubeError
 from .observability import Metrics
 from .reconcile.conditions import StatusBuilder, status_patch
@@ -153,9 +154,10 @@ class Context:
         vendor_concurrency: int = 50,
         harness_limit: tuple[int, float] = (30, 60.0),
         metrics: Metrics | None = None,
+        endpoints: EndpointPolicy | None = None,
     ) -> None:
         self.kube = kube
-        self.credentials = Credentials(kube)
+        self.credentials = Credentials(kube, endpoints)
         self.pool = pool or ClientPool()
         self.vendor_slots = asyncio.Semaphore(vendor_concurrency)
         self.harness_limiters = RateLimiters(*harness_limit)
@@ -209,6 +211,7 @@ class Context:
         self._written.pop(uid, None)
 
     async def aclose(self) -> None:
+        await self.credentials.aclose()
         await self.pool.aclose()
         await self.kube.aclose()
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import kopf
 
 from .api.common import FINALIZER, GROUP
+from .endpoints import EndpointPolicy
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class OperatorOptions:
     #: Harness GraphQL requests per window per account, shared by every resource of the operator.
     harness_rate: int = 28  # Harness documents 30 per minute; keep a margin for network delay
     harness_window: float = 60.0
+    #: Where Secrets may be sent (globs of hosts, optionally host:port); empty refuses every host.
+    allowed_hosts: tuple[str, ...] = ()
+    allow_insecure_http: bool = False
+    allow_insecure_tls: bool = False
+
+    def endpoints(self) -> EndpointPolicy:
+        return EndpointPolicy(self.allowed_hosts, self.allow_insecure_http, self.allow_insecure_tls)
 
 
 def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:

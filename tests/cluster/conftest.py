@@ -36,6 +36,9 @@ SPRUNE = "storageprunes"
 ASS = "artifactstreamsyncs"
 REQUESTED_AT = "cleanup.artifacts.dev/requested-at"
 RECONCILE_AT = "cleanup.artifacts.dev/reconcile-at"
+CREDENTIALS_LABEL = "cleanup.artifacts.dev/credentials"
+#: The simulators listen on loopback in plain http; the operator refuses both unless told.
+SIM_FLAGS = ("--allowed-hosts", "127.0.0.1", "--allow-insecure-http")
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +104,15 @@ def operator(
     """One operator for the session, watching every ``e2e-*`` namespace."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     op = Operator(
-        control_plane, log, "--namespace", NS_PATTERN, "--harness-rate", "4", "--harness-window", "2"
+        control_plane,
+        log,
+        "--namespace",
+        NS_PATTERN,
+        "--harness-rate",
+        "4",
+        "--harness-window",
+        "2",
+        *SIM_FLAGS,
     ).start()
     yield op
     op.stop()
@@ -144,12 +155,17 @@ class Kube:
             "--ignore-not-found",
         )
 
-    def secret(self, name: str, **data: str) -> None:
+    def secret(self, name: str, labelled: bool = True, **data: str) -> None:
+        """A Secret as the README says to write one: labelled for the operator (unless told not)."""
         args = [f"--from-literal={k}={v}" for k, v in data.items()]
-        manifest = self.kubectl(
-            "create", "secret", "generic", name, "-n", self.ns, *args, "--dry-run=client", "-o", "yaml"
-        ).stdout
-        self.kubectl("apply", "-n", self.ns, "-f", "-", input=manifest)
+        manifest = yaml.safe_load(
+            self.kubectl(
+                "create", "secret", "generic", name, "-n", self.ns, *args, "--dry-run=client", "-o", "yaml"
+            ).stdout
+        )
+        if labelled:
+            manifest["metadata"].setdefault("labels", {})[CREDENTIALS_LABEL] = "true"
+        self.kubectl("apply", "-n", self.ns, "-f", "-", input=yaml.safe_dump(manifest))
 
     def events(self, name: str) -> list[dict[str, Any]]:
         res = self.kubectl(
@@ -267,7 +283,7 @@ def isolated(control_plane: ControlPlane, tmp_path: Path) -> Iterator[tuple[Kube
     """A namespace outside the session operator's pattern, with an operator of its own (not started)."""
     ns = f"iso-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", ns)
-    op = Operator(control_plane, tmp_path / "operator.log", "--namespace", ns)
+    op = Operator(control_plane, tmp_path / "operator.log", "--namespace", ns, *SIM_FLAGS)
     yield Kube(control_plane, ns), op
     op.stop()
     control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)

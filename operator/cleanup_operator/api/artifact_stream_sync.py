@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from .common import (
+    BASE_URL_HELP,
+    BASE_URL_PATTERN,
+    CASecretRef,
     CommonStatus,
     Duration,
     KindInfo,
@@ -25,13 +28,16 @@ from .validation import INTERVAL
 class HarnessSource(Model):
     url: str = Field(
         "https://app.harness.io",
-        pattern=r"^https?://[^\s]+$",
+        pattern=BASE_URL_PATTERN,
         max_length=2048,
-        description="Harness base URL.",
+        description="Harness base URL." + BASE_URL_HELP,
     )
     account_id: str = Field(min_length=1, max_length=128, description="Harness account id.")
     api_key_secret_ref: SecretKeySelector = Field(
         description="Secret key holding the Harness API key (x-api-key)."
+    )
+    ca_secret_ref: CASecretRef | None = Field(
+        None, description="Optional CA bundle to trust for the URL's TLS (a private Harness)."
     )
     artifact_stream_ids: list[str] = Field(
         min_length=1,
@@ -57,9 +63,9 @@ class SourceCraftSource(Model):
 
     url: str = Field(
         "https://api.sourcecraft.tech",
-        pattern=r"^https?://[^\s]+$",
+        pattern=BASE_URL_PATTERN,
         max_length=2048,
-        description="SourceCraft API base URL.",
+        description="SourceCraft API base URL." + BASE_URL_HELP,
     )
     org: str = Field(min_length=1, max_length=128, description="Organization slug.")
     repo: str = Field(min_length=1, max_length=128, description="Repository slug.")
@@ -72,6 +78,9 @@ class SourceCraftSource(Model):
     cube: str = Field(min_length=1, max_length=128, description="Cube name as defined in the CI config.")
     token_secret_ref: SecretKeySelector = Field(
         description="Secret key holding a personal access token (Bearer)."
+    )
+    ca_secret_ref: CASecretRef | None = Field(
+        None, description="Optional CA bundle to trust for the URL's TLS."
     )
 
 

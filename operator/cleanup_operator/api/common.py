@@ -38,6 +38,15 @@ CREATION_SERVED = f"{GROUP}/creation-prune-started"
 APPROVE = f"{GROUP}/approve"
 #: The finalizer guarding the vendor objects a resource owns (Kopf's, renamed to be visibly ours).
 FINALIZER = f"{GROUP}/finalizer"
+#: The label a Secret needs before the operator reads it (the Secret's owner opts in).
+CREDENTIALS_LABEL = f"{GROUP}/credentials"
+
+#: A vendor base URL: scheme, host, optional port and path prefix; no user info, query or fragment
+#: (a credential must not ride in the URL, and a query would change what every call means).
+BASE_URL_PATTERN = (
+    r"^https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:%/\-]*)?$"
+)
+BASE_URL_HELP = " A scheme, host, port and path prefix only: no user info, query or fragment."
 
 
 def Duration(default: str, description: str, bounds: DurationRange) -> Any:
@@ -105,8 +114,8 @@ class Connection(Model):
 
     url: str = Field(
         description="Base URL of the JFrog platform, e.g. https://acme.jfrog.io (without /artifactory)."
-        " Immutable: it names the Artifactory that holds the vendor object.",
-        pattern=r"^https?://[^\s]+$",
+        " Immutable: it names the Artifactory that holds the vendor object." + BASE_URL_HELP,
+        pattern=BASE_URL_PATTERN,
         max_length=2048,
         json_schema_extra={
             "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": URL_IMMUTABLE}]

@@ -24,7 +24,6 @@ from ..runtime import Context, Event, Obj, Outcome, jittered
 from ..schedule import Cron
 from ..vendors import harness, sourcecraft
 from ..vendors.errors import AuthError, RateLimitedError, VendorError
-from ..vendors.http import ClientOptions
 from .common import (
     InvalidSpec,
     failure_outcome,
@@ -130,8 +129,6 @@ class ArtifactStreamSyncReconciler:
                 requeue = await self._sourcecraft(obj, spec, spec.source_craft, b, events, after)
         except (VendorError, CredentialsError) as exc:
             self._failures[obj.uid] = attempt + 1
-            if isinstance(exc, AuthError):
-                self.ctx.credentials.forget(obj.namespace, secret_name)
             failure, retry = failure_outcome(b, exc, attempt, secret=f"{obj.namespace}/{secret_name}")
             b["lastAttemptAt"] = iso() if failure.stalled else b.get("lastAttemptAt")
             if failure.stalled and not was_stalled_with(obj, failure.reason):
@@ -153,8 +150,9 @@ class ArtifactStreamSyncReconciler:
         events: list[Event],
         after: float,
     ) -> float:
-        key = await self.ctx.credentials.key(obj.namespace, src.api_key_secret_ref)
-        opts = ClientOptions(base_url=src.url, headers={"x-api-key": key, "Content-Type": "application/json"})
+        opts = await self.ctx.credentials.keyed_options(
+            obj.namespace, src.url, src.api_key_secret_ref, src.ca_secret_ref, ("x-api-key", "{}")
+        )
         limiter = self.ctx.harness_limiters.get(f"{src.url.rstrip('/')}|{src.account_id}")
         client = harness.HarnessClient(self.ctx.client_for(opts), src.account_id, limiter=limiter)
 
@@ -254,8 +252,9 @@ class ArtifactStreamSyncReconciler:
         events: list[Event],
         after: float,
     ) -> float:
-        token = await self.ctx.credentials.key(obj.namespace, src.token_secret_ref)
-        opts = ClientOptions(base_url=src.url, headers={"Authorization": f"Bearer {token}"})
+        opts = await self.ctx.credentials.keyed_options(
+            obj.namespace, src.url, src.token_secret_ref, src.ca_secret_ref, ("Authorization", "Bearer {}")
+        )
         client = sourcecraft.SourceCraftClient(self.ctx.client_for(opts))
         async with self.ctx.vendor_slots:
             if src.run:

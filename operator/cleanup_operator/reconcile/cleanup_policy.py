@@ -246,8 +246,6 @@ class CleanupPolicyReconciler:
                 requeue = await self._sync(obj, spec, key, b, events)
         except (VendorError, CredentialsError) as exc:
             self._failures[obj.uid] = attempt + 1
-            if isinstance(exc, VendorError) and exc.reason == "AuthenticationFailed":
-                self.ctx.credentials.forget(obj.namespace, spec.connection.secret_ref.name)
             if isinstance(exc, ConflictError):
                 reason = POLICY_RUNNING if isinstance(exc, jfrog.PolicyRunning) else exc.reason
                 b.progressing(

@@ -17,7 +17,7 @@ from ..api.common import (
     parse_duration,
     parse_quantity,
 )
-from ..credentials import CredentialsError
+from ..credentials import CredentialsError, EndpointNotAllowedError
 from ..runtime import Context, Event, Obj, Outcome, jittered
 from ..vendors.jfrog import JFrogClient
 from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify
@@ -80,6 +80,8 @@ def failure_outcome(
     b.failed(failure, keep_ready=keep_ready)
     if failure.request_id:
         b["lastRequestId"] = failure.request_id
+    if isinstance(exc, EndpointNotAllowedError):
+        return failure, None  # only a new spec (or the operator's flags, with a restart) changes it
     if isinstance(exc, CredentialsError):
         # A missing Secret or key is checked again soon (no vendor call is made): creating the
         # Secret is enough, with no need to wait a whole interval or poke the resource.
