@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import ssl
+from collections.abc import Callable
 
 from .api.common import CREDENTIALS_LABEL, CASecretRef, Connection, SecretKeySelector, parse_duration
 from .endpoints import EndpointPolicy, EndpointRefused
@@ -64,9 +65,10 @@ class SecretWatch:
     """The labelled Secrets of one namespace, mirrored by list + watch (resumed from its
     resourceVersion, listed again after a 410 or an error)."""
 
-    def __init__(self, kube: KubeAPI, namespace: str) -> None:
+    def __init__(self, kube: KubeAPI, namespace: str, on_change: Callable[[str], None] | None = None) -> None:
         self._kube = kube
         self.namespace = namespace
+        self._on_change = on_change
         self.secrets: dict[str, Secret] = {}
         #: True while ``secrets`` mirrors the server: after a list, and while its watch runs.
         self.synced = False
@@ -91,6 +93,8 @@ class SecretWatch:
                             self.secrets.pop(secret.name, None)
                         else:
                             self.secrets[secret.name] = secret
+                            if self._on_change is not None:
+                                self._on_change(self.namespace)
             except asyncio.CancelledError:
                 self.synced = False
                 raise
@@ -112,14 +116,21 @@ class Credentials:
         self.endpoints = endpoints if endpoints is not None else EndpointPolicy()
         self._watch = watch
         self._watches: dict[str, SecretWatch] = {}
+        #: Called with a namespace when one of its labelled Secrets appears or changes (the
+        #: scheduler retries what waited on credentials there at once).
+        self.on_change: Callable[[str], None] | None = None
 
     def _watch_of(self, namespace: str) -> SecretWatch | None:
         if not self._watch:
             return None
         watch = self._watches.get(namespace)
         if watch is None or watch.task.done():
-            watch = self._watches[namespace] = SecretWatch(self._kube, namespace)
+            watch = self._watches[namespace] = SecretWatch(self._kube, namespace, self._changed)
         return watch
+
+    def _changed(self, namespace: str) -> None:
+        if self.on_change is not None:
+            self.on_change(namespace)
 
     async def aclose(self) -> None:
         watches, self._watches = list(self._watches.values()), {}

@@ -223,6 +223,19 @@ def trigger_of(body: Mapping[str, Any]) -> tuple[Any, ...]:
     return (meta.get("generation"), *(annotations.get(a) for a in TRIGGER_ANNOTATIONS))
 
 
+#: Stalled reasons a changed Secret can cure.
+CREDENTIAL_REASONS = frozenset(
+    {"SecretNotFound", "SecretNotAllowed", "InvalidSecret", "AuthenticationFailed", "TLSVerificationFailed"}
+)
+
+
+def stalled_on_credentials(status: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Stalled" and c.get("status") == "True" and c.get("reason") in CREDENTIAL_REASONS
+        for c in status.get("conditions") or []
+    )
+
+
 @dataclass
 class _Entry:
     reconciler: Reconciler
@@ -282,6 +295,16 @@ class Scheduler:
                 entry.rerun = True
             else:
                 self._schedule(entry, 0.0)
+
+    def secret_changed(self, namespace: str) -> None:
+        """A labelled Secret of ``namespace`` appeared or changed: what waits on credentials there
+        (a missing or unlabelled Secret, a refused token) tries again now, not at its next retry."""
+        for entry in self._entries.values():
+            if entry.obj.namespace == namespace and stalled_on_credentials(entry.obj.status):
+                if entry.running:
+                    entry.rerun = True
+                else:
+                    self._schedule(entry, 0.0)
 
     def forget(self, uid: str) -> None:
         self._entries.pop(uid, None)

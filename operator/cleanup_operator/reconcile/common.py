@@ -19,13 +19,18 @@ from ..api.common import (
 )
 from ..credentials import CredentialsError, EndpointNotAllowedError
 from ..runtime import Context, Event, Obj, Outcome, jittered
+from ..vendors.http import Backoff
 from ..vendors.jfrog import JFrogClient
 from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify
 
 M = TypeVar("M", bound=Model)
 
-#: Seconds between checks of a Secret that is missing or lacks its keys.
+#: Seconds between checks of a Secret that is missing or lacks its keys (a change to a labelled
+#: Secret retries at once: runtime.Scheduler.secret_changed).
 SECRET_RECHECK = 30.0
+#: Refused credentials or an untrusted certificate: the same call is retried ever more rarely
+#: (30 s doubling up to an hour), since only a human can cure it; a changed Secret retries at once.
+REFUSED_BACKOFF = Backoff(base=30.0, cap=3600.0)
 
 
 class InvalidSpec(Exception):
@@ -80,6 +85,8 @@ def failure_outcome(
     b.failed(failure, keep_ready=keep_ready)
     if failure.request_id:
         b["lastRequestId"] = failure.request_id
+    if failure.reason in ("AuthenticationFailed", "TLSVerificationFailed"):
+        return failure, REFUSED_BACKOFF.delay(attempt)
     if isinstance(exc, EndpointNotAllowedError):
         return failure, None  # only a new spec (or the operator's flags, with a restart) changes it
     if isinstance(exc, CredentialsError):

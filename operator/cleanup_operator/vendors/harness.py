@@ -249,7 +249,7 @@ class HarnessClient:
         except ValidationError as exc:
             if status == 200:
                 raise BadResponseError(
-                    f"{where}: unexpected response shape: {truncate(str(raw))}",
+                    f"{where}: the answer is not a GraphQL response",
                     vendor=VENDOR,
                     status_code=status,
                 ) from exc
@@ -258,7 +258,7 @@ class HarnessClient:
         if parsed.errors:
             return self._from_errors(stream_id, status, parsed.errors)
         if status != 200:
-            text = f"{where}: HTTP {status} without GraphQL errors: {truncate(str(raw or ''))}"
+            text = f"{where}: HTTP {status} without GraphQL errors"
             if status == 404:
                 raise NotFoundError(text, vendor=VENDOR, status_code=status)
             raise RejectedError(text, vendor=VENDOR, status_code=status)
@@ -266,7 +266,7 @@ class HarnessClient:
         payload = parsed.data.artifact_cleanup if parsed.data else None
         if payload is None or payload.message is None:
             raise BadResponseError(
-                f"{where}: no data.artifactCleanup.message in the answer: {truncate(str(raw))}",
+                f"{where}: no data.artifactCleanup.message in the answer",
                 vendor=VENDOR,
                 status_code=status,
             )

@@ -72,15 +72,19 @@ ErrorMessage = Callable[[httpx.Response, Any], str | None]
 
 
 def default_error_message(response: httpx.Response, body: Any) -> str | None:
-    """Pull a human message out of the common error body shapes."""
+    """JFrog's documented error fields: ``errors[].message``, or ``info`` (the prune endpoints).
+
+    Only a vendor's own documented fields ever reach a message (and so a status): whatever else an
+    unknown server answers is left out, however it looks.
+    """
     if isinstance(body, dict):
         errors = body.get("errors")
-        if isinstance(errors, list) and errors:
-            msgs = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
-            return "; ".join(msgs)
-        for key in ("message", "info", "error"):
-            if isinstance(body.get(key), str):
-                return str(body[key])
+        if isinstance(errors, list):
+            msgs = [e["message"] for e in errors if isinstance(e, dict) and isinstance(e.get("message"), str)]
+            if msgs:
+                return "; ".join(msgs)
+        if isinstance(body.get("info"), str):
+            return str(body["info"])
     return None
 
 
@@ -144,7 +148,8 @@ async def request(
         return response, body
 
     code = response.status_code
-    msg = error_message(response, body) or truncate(response.text or response.reason_phrase)
+    # Never the raw body: an unknown server's answer (an internal page, an echo) stays out of status.
+    msg = error_message(response, body) or response.reason_phrase or "no error message"
     request_id = None
     details: dict[str, Any] = {}
     if request_id_key and isinstance(body, dict):
