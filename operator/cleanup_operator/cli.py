@@ -13,8 +13,19 @@ sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
 
 import kopf  # noqa: E402
 
+from .api.common import parse_duration  # noqa: E402
 from .handlers import register  # noqa: E402
 from .settings import OperatorOptions  # noqa: E402
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return seconds
 
 
 def parse_args(argv: list[str] | None = None) -> OperatorOptions:
@@ -68,6 +79,14 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
         action="store_true",
         help="honour insecureSkipVerify in specs (no certificate check: tests and demos only)",
     )
+    parser.add_argument(
+        "--status-report-interval",
+        type=_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="how stale status.lastSyncedAt may grow while checks find nothing to change, e.g. 1h"
+        " (a check that changes nothing patches status only this often)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if not args.namespace and not args.all_namespaces:
@@ -86,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
         allowed_hosts=tuple(h.strip() for arg in args.allowed_hosts for h in arg.split(",") if h.strip()),
         allow_insecure_http=args.allow_insecure_http,
         allow_insecure_tls=args.allow_insecure_tls,
+        status_report_interval=args.status_report_interval,
     )
 
 

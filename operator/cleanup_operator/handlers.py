@@ -62,6 +62,7 @@ class OperatorState:
                 harness_limit=(self.options.harness_rate, self.options.harness_window),
                 metrics=self.metrics,
                 endpoints=self.options.endpoints(),
+                status_report_interval=self.options.status_report_interval,
             )
             self._ctx.indexes = self.indexes
         return self._ctx

@@ -155,8 +155,12 @@ class Context:
         harness_limit: tuple[int, float] = (30, 60.0),
         metrics: Metrics | None = None,
         endpoints: EndpointPolicy | None = None,
+        status_report_interval: float = 3600.0,
     ) -> None:
         self.kube = kube
+        #: How old a "last successful check" time in status may grow before an otherwise unchanged
+        #: status is patched to refresh it.
+        self.status_report_interval = status_report_interval
         self.credentials = Credentials(kube, endpoints)
         self.pool = pool or ClientPool()
         self.vendor_slots = asyncio.Semaphore(vendor_concurrency)

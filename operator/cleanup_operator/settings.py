@@ -35,6 +35,9 @@ class OperatorOptions:
     allowed_hosts: tuple[str, ...] = ()
     allow_insecure_http: bool = False
     allow_insecure_tls: bool = False
+    #: Seconds a check that changes nothing may leave status untouched (lastSyncedAt is refreshed
+    #: after that): the kubelet's nodeStatusReportFrequency, for the same reason (write load).
+    status_report_interval: float = 3600.0
 
     def endpoints(self) -> EndpointPolicy:
         return EndpointPolicy(self.allowed_hosts, self.allow_insecure_http, self.allow_insecure_tls)

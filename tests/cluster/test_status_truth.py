@@ -180,3 +180,39 @@ def test_a_conflict_names_no_object_of_another_namespace(
         assert all(kube.ns not in e.get("message", "") for e in other.events("second"))
     finally:
         control_plane.kubectl("delete", "namespace", other_ns, "--wait=false", check=False)
+
+
+def test_last_synced_at_follows_checks_within_the_status_report_interval(
+    control_plane: ControlPlane, sim: SimulatorServer, isolated: tuple[Kube, Operator], tmp_path: Any
+) -> None:
+    """lastSyncedAt is the last successful check, to within --status-report-interval: a policy
+    that never changes still shows recent checks, with no vendor write and no patch per interval
+    (test_nothing_changed_means_no_writes_and_no_status_patch holds it at the default of 1 h)."""
+    kube, _ = isolated
+    op = Operator(
+        control_plane,
+        tmp_path / "report.log",
+        "--namespace",
+        kube.ns,
+        "--allowed-hosts",
+        "127.0.0.1",
+        "--allow-insecure-http",
+        "--status-report-interval",
+        "3s",
+    ).start()
+    try:
+        kube.secret("jfrog", token="test-token")
+        name = unique("report")
+        kube.apply(policy(sim, name, interval="1s"))
+        first = kube.wait_for(CPOL, name, ready, what="Ready")["status"]["lastSyncedAt"]
+        writes = [c for c in sim.calls.calls(vendor="jfrog") if c.method != "GET" and name in c.path]
+        seen = kube.watch(
+            CPOL, name, lambda o: o["status"]["lastSyncedAt"] > first, timeout=20, what="a newer lastSyncedAt"
+        )
+        later = [c for c in sim.calls.calls(vendor="jfrog") if c.method != "GET" and name in c.path]
+        assert later == writes, "refreshing lastSyncedAt wrote to Artifactory"
+        # About one patch per 3 s, not one per 1 s check: the versions seen are few.
+        checks = len(sim.calls.calls(vendor="jfrog", method="GET", path=f"/{name}$"))
+        assert len(seen) <= 3 and checks >= 3, (len(seen), checks)
+    finally:
+        op.stop()

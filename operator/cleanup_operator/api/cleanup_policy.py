@@ -380,7 +380,12 @@ class CleanupPolicyStatus(CommonStatus):
         None, description="The policy this resource adopted; an adopt annotation is used once."
     )
     enabled: bool | None = Field(None, description="Whether the policy is enabled in Artifactory.")
-    last_synced_at: str | None = Field(None, description="When Artifactory last matched the spec.")
+    last_synced_at: str | None = Field(
+        None,
+        description="When Artifactory was last seen to match the spec: set by every write, and by a"
+        " check that changes nothing at most once per the operator's --status-report-interval"
+        " (default 1h), so an unchanged policy is not patched every interval.",
+    )
     drift_corrections: int = Field(0, description="How many times drift in Artifactory was corrected.")
     differences: list[str] | None = Field(None, description="Fields that differ from the spec (ObserveOnly).")
     last_run: LastRun | None = Field(None, description="The last run this resource requested.")

@@ -203,6 +203,14 @@ class CleanupPolicyReconciler:
         key = derive_key(meta.get("name", ""), spec.get("policyKey"), spec.get("projectKey"))
         return f"{url}|{key}"
 
+    def _checked(self, b: StatusBuilder) -> None:
+        """A check found Artifactory matching the spec: ``lastSyncedAt`` says so, refreshed at most
+        once per ``--status-report-interval`` (kubelet's nodeStatusReportFrequency), so an unchanged
+        policy costs no status patch per interval and its status is never older than that."""
+        last = parse_time(b.get("lastSyncedAt"))
+        if last is None or (now() - last).total_seconds() >= self.ctx.status_report_interval:
+            b["lastSyncedAt"] = iso()
+
     async def reconcile(self, obj: Obj) -> Outcome:
         try:
             spec = parse_spec(CleanupPolicySpec, obj)
@@ -353,8 +361,8 @@ class CleanupPolicyReconciler:
         if wrote or current is None:
             current = await client.get_policy(key)
             b["lastSyncedAt"] = iso()
-        elif not b.get("lastSyncedAt"):
-            b["lastSyncedAt"] = iso()
+        else:
+            self._checked(b)
         b["enabled"] = current.enabled
         b["differences"] = None
         b["managed"] = True
@@ -482,8 +490,9 @@ class CleanupPolicyReconciler:
         diffs = differences(desired_policy(spec, key), current)
         b["enabled"] = current.enabled
         b["differences"] = diffs or None
-        if not b.get("lastSyncedAt") or b.condition("Ready") is None:
+        if b.condition("Ready") is None:
             b["lastSyncedAt"] = iso()
+        self._checked(b)
         message = "matches the spec" if not diffs else f"differs from the spec in {', '.join(diffs)}"
         b.ready(OBSERVED, f"ObserveOnly: policy {key} {message}")
         return interval_of(spec.interval)
