@@ -275,28 +275,29 @@ async def test_burst_without_limiter_is_refused(hsim: HarnessSimulator, client: 
     assert hsim.cleanup_count("s1") == 5
 
 
+@pytest.mark.looptime(start=0)
 async def test_limiter_guided_burst_stays_within_the_window(
-    hsim: HarnessSimulator, http: httpx.AsyncClient
+    sim: SimulatorServer, hsim: HarnessSimulator
 ) -> None:
-    # The server runs in its own thread on real time, so the client's limiter (on this event loop's
-    # clock) must too. Load cannot race it: a request holds its place until a window after it
-    # completed, so however late requests arrive, no window sees more than the limit.
-    hsim.clock = time.monotonic
+    """Real HTTP to the simulator's thread, on one fake clock: the client's limiter and the
+    simulator's rate window both read this loop's (looptime) time, so the loop's load or the
+    machine's cannot race them, and the 0.5 s windows pass without a real sleep."""
+    loop = asyncio.get_running_loop()
+    hsim.clock = loop.time  # the simulator counts arrivals on the test's clock
     hsim.rate_limit, hsim.rate_window = 5, 0.5
     for i in range(12):
         hsim.add_stream("acc1", f"s{i}", "ECR")
-    # 200 ms of margin over the vendor's window absorbs the latency between acquire() and arrival
-    # on a loaded machine.
-    limiter = RateLimiter(5, 0.7)
-    client = HarnessClient(http, "acc1", limiter=limiter)
-    started = time.monotonic()
-    results = await asyncio.gather(*(client.artifact_cleanup(f"s{i}") for i in range(12)))
-    elapsed = time.monotonic() - started
+    # No client timeout: under looptime, a timer of its own would fire while the real I/O waits.
+    async with httpx.AsyncClient(
+        base_url=sim.url("harness"), headers={"x-api-key": "test-key"}, timeout=None
+    ) as http:
+        client = HarnessClient(http, "acc1", limiter=RateLimiter(5, 0.5))
+        results = await asyncio.gather(*(client.artifact_cleanup(f"s{i}") for i in range(12)))
     assert [r.outcome for r in results] == [CleanupOutcome.SUCCEEDED] * 12
     assert hsim.rate_limited_count() == 0
     assert hsim.max_in_window() == 5
     assert all(hsim.cleanup_count(f"s{i}") == 1 for i in range(12))
-    assert elapsed >= 1.4  # three rounds of five, five and two
+    assert loop.time() >= 1.0  # three rounds of five, five and two: two whole windows waited
 
 
 # Faults.
