@@ -46,6 +46,23 @@ class Secret:
         )
 
 
+class _Unreachable(httpx.AsyncBaseTransport):
+    """The API server unreachable (restarting, a dropped connection) is a :class:`KubeError` like
+    any refusal: the caller retries with backoff instead of taking it for a bug of ours."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise KubeError(f"API server unreachable ({type(exc).__name__})") from exc
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class KubeAPI:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
@@ -60,7 +77,7 @@ class KubeAPI:
                 auth=httpx.BasicAuth(info.username, info.password)
                 if info.username and info.password
                 else None,
-                verify=tls_context(info),
+                transport=_Unreachable(httpx.AsyncHTTPTransport(verify=tls_context(info))),
                 timeout=httpx.Timeout(30.0),
             )
         )

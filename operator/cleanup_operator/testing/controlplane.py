@@ -134,30 +134,48 @@ class ControlPlane:
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
         tokens.chmod(0o600)
-        self._spawn(
-            "kube-apiserver",
-            [
-                str(apiserver),
-                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                f"--cert-dir={self.workdir / 'certs'}",
-                f"--secure-port={self.port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                "--service-cluster-ip-range=10.96.0.0/24",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={sa_key}",
-                f"--service-account-signing-key-file={sa_key}",
-                f"--token-auth-file={tokens}",
-                "--authorization-mode=RBAC",
-                "--disable-admission-plugins=ServiceAccount",
-                "--endpoint-reconciler-type=none",
-                "--allow-privileged=true",
-                "--enable-priority-and-fairness=false",
-                "--v=0",
-            ],
-        )
+        self._sa_key, self._tokens = sa_key, tokens
+        self._spawn("kube-apiserver", self._apiserver_argv(apiserver))
         self._wait_ready(timeout)
         self._write_kubeconfig()
+
+    def _apiserver_argv(self, apiserver: Path) -> list[str]:
+        return [
+            str(apiserver),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            f"--cert-dir={self.workdir / 'certs'}",
+            f"--secure-port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--service-cluster-ip-range=10.96.0.0/24",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={self._sa_key}",
+            f"--service-account-signing-key-file={self._sa_key}",
+            f"--token-auth-file={self._tokens}",
+            "--authorization-mode=RBAC",
+            "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--v=0",
+        ]
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (etcd and its data stay), as in an API-server restart."""
+        proc = self._names.get("kube-apiserver")
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def start_apiserver(self, timeout: float = 120.0) -> None:
+        """Start kube-apiserver again on the same port, with the same serving certificate."""
+        self._procs = [p for p in self._procs if p is not self._names.get("kube-apiserver")]
+        self._spawn("kube-apiserver", self._apiserver_argv(find_binary("kube-apiserver")))
+        self._wait_ready(timeout)
 
     def stop(self) -> None:
         for proc in reversed(self._procs):
