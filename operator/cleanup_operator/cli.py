@@ -51,7 +51,15 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
     parser.add_argument(
         "--peering", metavar="NAME", help="Kopf peering object name for active/standby replicas"
     )
-    parser.add_argument("--vendor-concurrency", type=int, default=50, help="vendor calls in flight at once")
+    parser.add_argument(
+        "--vendor-concurrency",
+        type=int,
+        default=10,
+        help="vendor requests in flight at once per endpoint (base URL, plus the Harness account)",
+    )
+    parser.add_argument(
+        "--max-reconciles", type=int, default=500, help="reconciles in flight at once (a memory bound)"
+    )
     parser.add_argument(
         "--harness-rate",
         type=int,
@@ -100,6 +108,7 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
         peering=args.peering,
         verbose=args.verbose,
         vendor_concurrency=args.vendor_concurrency,
+        max_reconciles=args.max_reconciles,
         harness_rate=args.harness_rate,
         harness_window=args.harness_window,
         allowed_hosts=tuple(h.strip() for arg in args.allowed_hosts for h in arg.split(",") if h.strip()),

@@ -69,7 +69,7 @@ class OperatorState:
 
     def scheduler(self) -> Scheduler:
         if self._scheduler is None:
-            self._scheduler = Scheduler(self.context(), concurrency=self.options.vendor_concurrency)
+            self._scheduler = Scheduler(self.context(), concurrency=self.options.max_reconciles)
             self.context().credentials.on_change = self._scheduler.secret_changed
             self._scheduler_task = asyncio.create_task(
                 self._scheduler.run(), name="cleanup-operator scheduler"

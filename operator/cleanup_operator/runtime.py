@@ -162,8 +162,9 @@ class Context:
         #: status is patched to refresh it.
         self.status_report_interval = status_report_interval
         self.credentials = Credentials(kube, endpoints)
-        self.pool = pool or ClientPool()
-        self.vendor_slots = asyncio.Semaphore(vendor_concurrency)
+        #: Vendor requests in flight are bounded per endpoint (base URL, plus the Harness account),
+        #: per request, never per reconcile: a slow or silent vendor holds only its own share.
+        self.pool = pool or ClientPool(per_endpoint=vendor_concurrency)
         self.harness_limiters = RateLimiters(*harness_limit)
         self.emit = events
         self.locks: dict[str, asyncio.Lock] = {}

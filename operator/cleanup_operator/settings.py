@@ -22,8 +22,11 @@ class OperatorOptions:
     metrics_port: int | None = None
     peering: str | None = None
     verbose: bool = False
-    #: Vendor calls in flight at once across all objects (a 2-core pod must not open thousands).
-    vendor_concurrency: int = 50
+    #: Vendor requests in flight at once per vendor endpoint (base URL, plus the Harness account).
+    vendor_concurrency: int = 10
+    #: Reconciles in flight at once (a memory bound: each mostly waits on I/O, and one whose
+    #: vendor is not answering is refused fast by its endpoint's gate instead of waiting).
+    max_reconciles: int = 500
     #: Objects whose watch events Kopf processes at once. None (no limit), as Kopf's docs require
     #: with an index: at start-up every object's worker waits until all objects are indexed, so a
     #: limit below the number of objects deadlocks the operator (nolar/kopf#1243).

@@ -171,8 +171,7 @@ class ArtifactStreamSyncReconciler:
                 )
                 continue
             try:
-                async with self.ctx.vendor_slots:
-                    result = await client.artifact_cleanup(stream_id)
+                result = await client.artifact_cleanup(stream_id)
             except RateLimitedError as exc:
                 retry_in = max(BACKOFF.delay(self._failures.get(obj.uid, 0)), exc.retry_after or 0.0)
                 results.append(
@@ -256,15 +255,14 @@ class ArtifactStreamSyncReconciler:
             obj.namespace, src.url, src.token_secret_ref, src.ca_secret_ref, ("Authorization", "Bearer {}")
         )
         client = sourcecraft.SourceCraftClient(self.ctx.client_for(opts))
-        async with self.ctx.vendor_slots:
-            if src.run:
-                run = await client.get_run(src.org, src.repo, src.run)
-            else:
-                latest = await client.latest_run(src.org, src.repo)
-                if latest is None:
-                    b.progressing("NoRuns", f"repository {src.org}/{src.repo} has no CI runs yet")
-                    return interval_of(spec.interval)
-                run = latest
+        if src.run:
+            run = await client.get_run(src.org, src.repo, src.run)
+        else:
+            latest = await client.latest_run(src.org, src.repo)
+            if latest is None:
+                b.progressing("NoRuns", f"repository {src.org}/{src.repo} has no CI runs yet")
+                return interval_of(spec.interval)
+            run = latest
         inventory: dict[str, Any] = dict(b.get("inventory") or {})
         if inventory.get("run") != run.ref:
             # A new latest run: nothing of the previous run's inventory may show under its id.
@@ -277,10 +275,7 @@ class ArtifactStreamSyncReconciler:
             b["inventory"] = inventory
             b.progressing("RunInProgress", f"run {run.ref} is {run.status}: waiting for it to end")
             return min(parse_duration(spec.interval), 10.0)
-        async with self.ctx.vendor_slots:
-            artifacts = await client.get_artifacts(
-                src.org, src.repo, run.ref, src.workflow, src.task, src.cube
-            )
+        artifacts = await client.get_artifacts(src.org, src.repo, run.ref, src.workflow, src.task, src.cube)
         totals = {s: 0 for s in ("registered", "success", "failed", "missing")}
         for art in artifacts:
             totals[str(art.status)] = totals.get(str(art.status), 0) + 1

@@ -250,8 +250,7 @@ class CleanupPolicyReconciler:
         events = []
         attempt = self._failures.get(obj.uid, 0)
         try:
-            async with self.ctx.vendor_slots:
-                requeue = await self._sync(obj, spec, key, b, events)
+            requeue = await self._sync(obj, spec, key, b, events)
         except (VendorError, CredentialsError) as exc:
             self._failures[obj.uid] = attempt + 1
             if isinstance(exc, ConflictError):

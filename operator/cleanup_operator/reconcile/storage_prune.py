@@ -196,8 +196,7 @@ class StoragePruneReconciler:
         poll = parse_duration(spec.poll_interval)
         attempt = self._failures.get(obj.uid, 0)
         try:
-            async with self.ctx.vendor_slots:
-                requeue = await self._step(obj, spec, b, events, poll)
+            requeue = await self._step(obj, spec, b, events, poll)
         except (VendorError, CredentialsError) as exc:
             self._failures[obj.uid] = attempt + 1
             failure, retry = failure_outcome(

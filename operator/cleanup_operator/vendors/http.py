@@ -46,9 +46,16 @@ class ClientOptions:
 
 
 def make_client(
-    opts: ClientOptions, *, transport: httpx.AsyncBaseTransport | None = None
+    opts: ClientOptions,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    gates: EndpointGates | None = None,
 ) -> httpx.AsyncClient:
-    """One pooled client per endpoint and credentials; TLS verification is on unless asked otherwise."""
+    """One pooled client per endpoint and credentials; TLS verification is on unless asked otherwise.
+
+    With ``gates``, every request passes its endpoint's gate (bounded concurrency, and a fast
+    refusal while the endpoint is not answering), so one slow vendor never holds the others up.
+    """
     verify: ssl.SSLContext | bool
     if opts.insecure_skip_verify:
         verify = False
@@ -57,15 +64,115 @@ def make_client(
     else:
         verify = True
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **opts.headers}
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)
+    inner = transport or httpx.AsyncHTTPTransport(verify=verify, limits=limits)
     return httpx.AsyncClient(
         base_url=opts.base_url.rstrip("/"),
         headers=headers,
         auth=httpx.BasicAuth(*opts.auth) if opts.auth else None,
-        verify=verify,
         timeout=httpx.Timeout(opts.timeout, connect=min(opts.timeout, 10.0)),
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
-        transport=transport,
+        transport=GatedTransport(inner, gates, opts.base_url) if gates is not None else inner,
     )
+
+
+class EndpointUnavailable(httpx.TransportError):
+    """Refused without a request: the endpoint did not answer recent ones (see :class:`EndpointGate`)."""
+
+
+@dataclass
+class EndpointGate:
+    """One vendor endpoint's share of the operator: at most ``limit`` requests in flight, and after
+    a timeout or a refused connection a pause (2 s doubling to 5 min) in which requests are refused
+    at once instead of waiting for the same timeout: then one request probes, the rest still wait.
+    """
+
+    limit: int
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=300.0))
+    failures: int = 0
+    open_until: float = 0.0
+    probing: bool = False
+    in_flight: int = 0
+    _semaphore: asyncio.Semaphore | None = None
+
+    @property
+    def semaphore(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limit)
+        return self._semaphore
+
+    def refusal(self, now: float) -> str | None:
+        if self.failures == 0:
+            return None
+        if now < self.open_until:
+            return f"it did not answer recent requests; trying again in {self.open_until - now:.0f}s"
+        if self.probing:
+            return "it did not answer recent requests; one request is probing it"
+        return None
+
+    def failed(self, now: float) -> None:
+        self.failures += 1
+        self.open_until = now + self.backoff.delay(self.failures - 1)
+
+    def answered(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0
+
+
+class EndpointGates:
+    """Gates by endpoint (base URL, plus the ``accountId`` a Harness request names)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.by_key: dict[str, EndpointGate] = {}
+
+    def get(self, key: str) -> EndpointGate:
+        gate = self.by_key.get(key)
+        if gate is None:
+            gate = self.by_key[key] = EndpointGate(self.limit)
+        return gate
+
+
+class GatedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, gates: EndpointGates, base_url: str) -> None:
+        self._inner = inner
+        self._gates = gates
+        self._base = base_url.rstrip("/").lower()
+
+    def _key(self, request: httpx.Request) -> str:
+        account = request.url.params.get("accountId")
+        return f"{self._base}|{account}" if account else self._base
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        gate = self._gates.get(self._key(request))
+        loop = asyncio.get_running_loop()
+        why = gate.refusal(loop.time())
+        if why is not None:
+            raise EndpointUnavailable(why, request=request)
+        probe = gate.failures > 0
+        if probe:
+            gate.probing = True
+        try:
+            async with gate.semaphore:
+                why = gate.refusal(loop.time()) if not probe else None  # it may have failed meanwhile
+                if why is not None:
+                    raise EndpointUnavailable(why, request=request)
+                gate.in_flight += 1
+                try:
+                    response = await self._inner.handle_async_request(request)
+                finally:
+                    gate.in_flight -= 1
+        except (httpx.TimeoutException, httpx.ConnectError) as exc:
+            if not isinstance(exc, EndpointUnavailable) and _tls_failure(exc) is None:
+                gate.failed(loop.time())  # an untrusted certificate is an answer, said as such
+            raise
+        finally:
+            if probe:
+                gate.probing = False
+        gate.answered()
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 ErrorMessage = Callable[[httpx.Response, Any], str | None]
@@ -108,6 +215,8 @@ async def request(
     where = f"{method} {redact_url(path)}"
     try:
         response = await client.request(method, path, **kwargs)
+    except EndpointUnavailable as exc:
+        raise TransientError(f"{vendor}: {where} not sent: {exc}", vendor=vendor) from exc
     except httpx.TimeoutException as exc:
         raise TransientError(f"{vendor}: {where} timed out", vendor=vendor) from exc
     except httpx.ConnectError as exc:
@@ -282,14 +391,15 @@ class ClientPool:
     ``key`` is an opaque fingerprint of the options (a hash, never the credentials themselves).
     """
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None, *, per_endpoint: int = 10) -> None:
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._transport = transport
+        self.gates = EndpointGates(per_endpoint)
 
     def get(self, key: str, opts: ClientOptions) -> httpx.AsyncClient:
         client = self._clients.get(key)
         if client is None or client.is_closed:
-            client = self._clients[key] = make_client(opts, transport=self._transport)
+            client = self._clients[key] = make_client(opts, transport=self._transport, gates=self.gates)
         return client
 
     async def aclose(self) -> None:
