@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         SimulatorServer,
         SourceCraftSimulator,
     )
+    from cleanup_operator.testing.tls import SimulatorCA
 
 T = TypeVar("T")
 
@@ -55,14 +56,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def sim_server() -> Iterator[SimulatorServer]:
+def sim_ca() -> SimulatorCA:
+    """The session's test CA, made now (never on disk), and its certificate for the loopback names."""
+    from cleanup_operator.testing.tls import SimulatorCA
+
+    return SimulatorCA()
+
+
+@pytest.fixture(scope="session")
+def sim_ca_pem(sim_ca: SimulatorCA) -> str:
+    """The PEM of the CA that signed the simulators' certificate: what a client must trust."""
+    return sim_ca.ca_pem
+
+
+@pytest.fixture(scope="session")
+def sim_server(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
     """One simulator server for the session, in its own thread, for every tier; see the ``sim`` fixture.
 
-    The tiers run in order (unit, sim, cluster), and each test starts from a reset simulator.
+    It serves https only, with a certificate of :func:`sim_ca` (``sim_ca_pem`` to trust it). The tiers
+    run in order (unit, sim, cluster), and each test starts from a reset simulator.
     """
     from cleanup_operator.testing.simulators import build_server
 
-    server = build_server().start_in_thread()
+    server = build_server(ssl_context=sim_ca.server_context()).start_in_thread()
     yield server
     server.stop_thread()
 

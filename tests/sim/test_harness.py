@@ -42,15 +42,17 @@ def clock(hsim: HarnessSimulator) -> ManualClock:
     return hsim.clock
 
 
-def _http(sim: SimulatorServer, key: str = "test-key", timeout: float = 5.0) -> httpx.AsyncClient:
+def _http(
+    sim: SimulatorServer, ca_pem: str, key: str = "test-key", timeout: float = 5.0
+) -> httpx.AsyncClient:
     return make_client(
-        ClientOptions(base_url=sim.url("harness"), headers={"x-api-key": key}, timeout=timeout)
+        ClientOptions(base_url=sim.url("harness"), headers={"x-api-key": key}, ca_pem=ca_pem, timeout=timeout)
     )
 
 
 @pytest.fixture
-async def http(sim: SimulatorServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with _http(sim) as client:
+async def http(sim: SimulatorServer, sim_ca_pem: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with _http(sim, sim_ca_pem) as client:
         yield client
 
 
@@ -108,9 +110,11 @@ async def test_not_found_both_forms(
     assert [c.status for c in sim.calls.calls(vendor="harness")] == [200]
 
 
-async def test_not_found_in_errors_answer_shape(sim: SimulatorServer, hsim: HarnessSimulator) -> None:
+async def test_not_found_in_errors_answer_shape(
+    sim: SimulatorServer, hsim: HarnessSimulator, sim_ca_pem: str
+) -> None:
     hsim.not_found_in_errors = True
-    async with _http(sim) as http:
+    async with _http(sim, sim_ca_pem) as http:
         response = await http.post(
             "/gateway/api/graphql",
             params={"accountId": "acc1"},
@@ -127,10 +131,12 @@ async def test_not_found_in_errors_answer_shape(sim: SimulatorServer, hsim: Harn
 
 
 @pytest.mark.parametrize("status", [401, 200])
-async def test_bad_key_is_an_auth_error(sim: SimulatorServer, hsim: HarnessSimulator, status: int) -> None:
+async def test_bad_key_is_an_auth_error(
+    sim: SimulatorServer, hsim: HarnessSimulator, status: int, sim_ca_pem: str
+) -> None:
     hsim.auth_error_status = status
     hsim.add_stream("acc1", "s1", "ECR")
-    async with _http(sim, key="wrong") as http:
+    async with _http(sim, sim_ca_pem, key="wrong") as http:
         with pytest.raises(AuthError) as info:
             await HarnessClient(http, "acc1").artifact_cleanup("s1")
     assert info.value.status_code == status
@@ -147,12 +153,12 @@ async def test_key_of_another_account_is_refused(hsim: HarnessSimulator, http: h
     assert hsim.cleanup_count("s1", account="acc2") == 0
 
 
-async def test_streams_are_per_account(hsim: HarnessSimulator, sim: SimulatorServer) -> None:
+async def test_streams_are_per_account(hsim: HarnessSimulator, sim: SimulatorServer, sim_ca_pem: str) -> None:
     hsim.add_api_key("acc2", "key2")
     hsim.add_stream("acc2", "s1", "NEXUS")
-    async with _http(sim, key="key2") as http:
+    async with _http(sim, sim_ca_pem, key="key2") as http:
         assert (await HarnessClient(http, "acc2").artifact_cleanup("s1")).outcome is CleanupOutcome.SUCCEEDED
-    async with _http(sim) as http:
+    async with _http(sim, sim_ca_pem) as http:
         assert (await HarnessClient(http, "acc1").artifact_cleanup("s1")).outcome is CleanupOutcome.NOT_FOUND
     assert (hsim.cleanup_count("s1", "acc2"), hsim.cleanup_count("s1", "acc1")) == (1, 0)
 
@@ -337,10 +343,12 @@ async def test_faults_map_to_errors(
     assert (await client.artifact_cleanup("s1")).outcome is CleanupOutcome.SUCCEEDED
 
 
-async def test_latency_beyond_timeout_is_transient(sim: SimulatorServer, hsim: HarnessSimulator) -> None:
+async def test_latency_beyond_timeout_is_transient(
+    sim: SimulatorServer, hsim: HarnessSimulator, sim_ca_pem: str
+) -> None:
     hsim.add_stream("acc1", "s1", "ECR")
     hsim.faults.add(Fault("latency", delay=0.4))
-    async with _http(sim, timeout=0.1) as http:
+    async with _http(sim, sim_ca_pem, timeout=0.1) as http:
         with pytest.raises(TransientError, match="timed out"):
             await HarnessClient(http, "acc1").artifact_cleanup("s1")
     await settle(sim, 1)

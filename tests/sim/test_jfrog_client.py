@@ -65,8 +65,14 @@ def clock(jsim: JFrogSimulator) -> ManualClock:
 
 
 @pytest.fixture
-async def client(sim: SimulatorServer, jsim: JFrogSimulator) -> AsyncIterator[jfrog.JFrogClient]:
-    http = make_client(ClientOptions(base_url=sim.url("jfrog"), headers={"Authorization": f"Bearer {TOKEN}"}))
+async def client(
+    sim: SimulatorServer, jsim: JFrogSimulator, sim_ca_pem: str
+) -> AsyncIterator[jfrog.JFrogClient]:
+    http = make_client(
+        ClientOptions(
+            base_url=sim.url("jfrog"), headers={"Authorization": f"Bearer {TOKEN}"}, ca_pem=sim_ca_pem
+        )
+    )
     async with http:
         yield jfrog.JFrogClient(http)
 
@@ -660,9 +666,16 @@ async def test_rate_limited(client: jfrog.JFrogClient, jsim: JFrogSimulator) -> 
     assert exc.value.retryable is True
 
 
-async def test_latency_beyond_the_timeout(sim: SimulatorServer, jsim: JFrogSimulator) -> None:
+async def test_latency_beyond_the_timeout(
+    sim: SimulatorServer, jsim: JFrogSimulator, sim_ca_pem: str
+) -> None:
     jsim.faults.add(Fault("latency", path=r"/policies/slow-one$", delay=0.5))
-    opts = ClientOptions(base_url=sim.url("jfrog"), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=0.1)
+    opts = ClientOptions(
+        base_url=sim.url("jfrog"),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        ca_pem=sim_ca_pem,
+        timeout=0.1,
+    )
     async with make_client(opts) as http:
         with pytest.raises(TransientError, match="timed out") as exc:
             await jfrog.JFrogClient(http).get_policy("slow-one")
@@ -714,9 +727,11 @@ async def test_auth_failures(
     headers: dict[str, str],
     auth: tuple[str, str] | None,
     status: int,
+    sim_ca_pem: str,
 ) -> None:
     jsim.forbidden_tokens = {"readonly-token"}
-    async with make_client(ClientOptions(base_url=sim.url("jfrog"), headers=headers, auth=auth)) as http:
+    opts = ClientOptions(base_url=sim.url("jfrog"), headers=headers, auth=auth, ca_pem=sim_ca_pem)
+    async with make_client(opts) as http:
         with pytest.raises(AuthError) as exc:
             await jfrog.JFrogClient(http).list_policies()
     assert exc.value.status_code == status
@@ -725,8 +740,9 @@ async def test_auth_failures(
     assert ("Bad credentials" in exc.value.message) == (status == 401)
 
 
-async def test_basic_auth(sim: SimulatorServer) -> None:
-    async with make_client(ClientOptions(base_url=sim.url("jfrog"), auth=("admin", "password"))) as http:
+async def test_basic_auth(sim: SimulatorServer, sim_ca_pem: str) -> None:
+    opts = ClientOptions(base_url=sim.url("jfrog"), auth=("admin", "password"), ca_pem=sim_ca_pem)
+    async with make_client(opts) as http:
         assert await jfrog.JFrogClient(http).list_policies() == []
 
 

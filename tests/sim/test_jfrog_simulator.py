@@ -14,6 +14,7 @@ import pytest
 
 from cleanup_operator.testing.simulators import JFrogSimulator, ManualClock, SimulatorServer
 from cleanup_operator.testing.simulators.jfrog import DEFAULT_VERSION, directory_content
+from cleanup_operator.testing.tls import SimulatorCA
 from cleanup_operator.vendors import jfrog
 from cleanup_operator.vendors.http import ClientOptions, make_client
 from tests.unit.test_jfrog_models import doc_policy_sample, doc_prune_status_sample
@@ -59,8 +60,11 @@ def jsim(sim: SimulatorServer) -> JFrogSimulator:
 
 
 @pytest.fixture
-async def http(sim: SimulatorServer, jsim: JFrogSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url("jfrog"), headers=AUTH) as client:
+async def http(
+    sim: SimulatorServer, jsim: JFrogSimulator, sim_ca: SimulatorCA
+) -> AsyncIterator[httpx.AsyncClient]:
+    verify = sim_ca.client_context()
+    async with httpx.AsyncClient(base_url=sim.url("jfrog"), headers=AUTH, verify=verify) as client:
         yield client
 
 
@@ -81,7 +85,7 @@ def error_message(response: httpx.Response) -> str:
 
 
 async def test_doc_policy_sample_round_trips(
-    http: httpx.AsyncClient, jsim: JFrogSimulator, sim: SimulatorServer, vendor_docs: Path
+    http: httpx.AsyncClient, jsim: JFrogSimulator, sim: SimulatorServer, vendor_docs: Path, sim_ca_pem: str
 ) -> None:
     sample = doc_policy_sample(vendor_docs)
     jsim.seed_policy(sample)
@@ -91,7 +95,7 @@ async def test_doc_policy_sample_round_trips(
     assert response.json() == sample
     assert list(response.json()) == list(sample)  # same keys, same order
 
-    async with make_client(ClientOptions(base_url=sim.url("jfrog"), headers=AUTH)) as raw:
+    async with make_client(ClientOptions(base_url=sim.url("jfrog"), headers=AUTH, ca_pem=sim_ca_pem)) as raw:
         parsed = await jfrog.JFrogClient(raw).get_policy("key1")
     assert parsed == jfrog.Policy.model_validate(sample)
 
@@ -184,10 +188,13 @@ async def test_doc_prune_status_shape(
         ({"Authorization": "Bearer other"}, 200),
     ],
 )
-async def test_auth(sim: SimulatorServer, jsim: JFrogSimulator, headers: dict[str, str], status: int) -> None:
+async def test_auth(
+    sim: SimulatorServer, jsim: JFrogSimulator, sim_ca: SimulatorCA, headers: dict[str, str], status: int
+) -> None:
     jsim.forbidden_tokens = {"no-perms"}
     jsim.tokens = {"test-token", "other"}
-    async with httpx.AsyncClient(base_url=sim.url("jfrog"), headers=headers) as client:
+    verify = sim_ca.client_context()
+    async with httpx.AsyncClient(base_url=sim.url("jfrog"), headers=headers, verify=verify) as client:
         response = await client.get(f"{POLICIES}")
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/json")

@@ -4,13 +4,15 @@ JFrog's Terraform provider keeps only scheme, host and port of its URL and calls
 ``/artifactory/api/…`` at the root. The requests below follow what that provider's package cleanup
 policy resource sends and reads back (create POST, enablement POST, read GET with 404 meaning
 "gone", update PUT, delete expecting exactly 200, import by key, usage reports); the documented
-curl lines from vendor-docs run unchanged against the root port.
+curl lines from vendor-docs run against the root port as the documents give them, with
+``--cacert`` added: every port serves https with a CA made for the session.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from cleanup_operator.testing.simulators import (
     SourceCraftSimulator,
     build_server,
 )
+from cleanup_operator.testing.tls import SimulatorCA
 
 from ..conftest import jfrog
 
@@ -36,11 +39,25 @@ USAGE = "/artifactory/api/system/usage"
 
 
 @pytest.fixture(scope="module")
-def rooted() -> Iterator[SimulatorServer]:
-    """A server with every vendor also at its root paths, on ports of their own."""
-    server = build_server(root_ports={"jfrog": 0, "harness": 0, "sourcecraft": 0}).start_in_thread()
+def rooted(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
+    """A server with every vendor also at its root paths, on ports of their own, all https."""
+    server = build_server(
+        root_ports={"jfrog": 0, "harness": 0, "sourcecraft": 0}, ssl_context=sim_ca.server_context()
+    ).start_in_thread()
     yield server
     server.stop_thread()
+
+
+@pytest.fixture(scope="module")
+def ca_file(sim_ca: SimulatorCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CA certificate as a file, for ``curl --cacert``."""
+    return sim_ca.write_ca(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def verify(sim_ca: SimulatorCA) -> ssl.SSLContext:
+    """Trust the session CA only (what a client is configured with for a private CA)."""
+    return sim_ca.client_context()
 
 
 @pytest.fixture
@@ -57,16 +74,16 @@ def jsim(srv: SimulatorServer) -> JFrogSimulator:
 
 
 @pytest.fixture
-async def root(srv: SimulatorServer) -> AsyncIterator[httpx.AsyncClient]:
+async def root(srv: SimulatorServer, verify: ssl.SSLContext) -> AsyncIterator[httpx.AsyncClient]:
     """Talks to the JFrog root port, with the provider's fixed headers."""
     headers = {**AUTH, "content-type": "application/json", "accept": "*/*"}
-    async with httpx.AsyncClient(base_url=srv.root_url("jfrog"), headers=headers) as client:
+    async with httpx.AsyncClient(base_url=srv.root_url("jfrog"), headers=headers, verify=verify) as client:
         yield client
 
 
 def test_root_ports_are_distinct_loopback_ports(srv: SimulatorServer) -> None:
     urls = [srv.root_url(p) for p in ("jfrog", "harness", "sourcecraft")]
-    assert all(re.fullmatch(r"http://127\.0\.0\.1:\d+", u) for u in urls)
+    assert all(re.fullmatch(r"https://127\.0\.0\.1:\d+", u) for u in urls)
     ports = {srv.port, *(srv.root_ports.values())}
     assert len(ports) == 4 and 0 not in ports
 
@@ -80,10 +97,17 @@ def doc_curl_lines(vendor_docs: Path) -> list[str]:
     ]
 
 
+def with_cacert(line: str, ca_file: Path) -> str:
+    """The documented line with ``--cacert`` added: the one change https with a private CA needs."""
+    return f"{line} --cacert {shlex.quote(str(ca_file))}"
+
+
 async def run_curl_line(line: str, base: str) -> httpx.Response:
-    """Run a documented ``curl -u user:password -XMETHOD URL`` line with its host:port replaced."""
+    """Run a ``curl -u user:password -XMETHOD URL [--cacert FILE]`` line with its scheme, host and
+    port replaced by ``base``; as curl, without ``--cacert`` only the system's CAs are trusted."""
     args = shlex.split(line)[1:]
     method, auth, url = "GET", None, ""
+    verify: ssl.SSLContext | bool = True
     while args:
         arg = args.pop(0)
         if arg == "-u":
@@ -91,18 +115,23 @@ async def run_curl_line(line: str, base: str) -> httpx.Response:
             auth = (user, password)
         elif arg.startswith("-X"):
             method = arg[2:] or args.pop(0)
+        elif arg == "--cacert":
+            verify = ssl.create_default_context(cafile=args.pop(0))
         else:
             url = arg
     path = re.sub(r"^https?://[^/]+", "", url)
-    async with httpx.AsyncClient(base_url=base, auth=auth) as client:
+    async with httpx.AsyncClient(base_url=base, auth=auth, verify=verify) as client:
         return await client.request(method, path)
 
 
 async def test_documented_curl_lines_work_at_the_root(
-    srv: SimulatorServer, jsim: JFrogSimulator, vendor_docs: Path
+    srv: SimulatorServer, jsim: JFrogSimulator, vendor_docs: Path, ca_file: Path
 ) -> None:
-    lines = doc_curl_lines(vendor_docs)
-    assert lines, "the vendor docs lost their curl samples"
+    documented = doc_curl_lines(vendor_docs)
+    assert documented, "the vendor docs lost their curl samples"
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        await run_curl_line(documented[0], srv.root_url("jfrog"))  # the private CA is not the system's
+    lines = [with_cacert(line, ca_file) for line in documented]
     for line in lines:
         before = await run_curl_line(line, srv.root_url("jfrog"))
         assert before.status_code == 412 and before.json() == {"info": "No Prune task found"}, line
@@ -112,12 +141,12 @@ async def test_documented_curl_lines_work_at_the_root(
         during = await run_curl_line(line, srv.root_url("jfrog"))
         assert during.status_code == 200 and during.json()["status"] == "running", line
         # The issue's symptom: the same line against the shared port's root finds nothing there.
-        shared = await run_curl_line(line, f"http://{srv.host}:{srv.port}")
+        shared = await run_curl_line(line, srv.origin())
         assert shared.status_code == 404, line
 
 
 async def test_one_simulator_behind_both_ports(
-    srv: SimulatorServer, jsim: JFrogSimulator, root: httpx.AsyncClient
+    srv: SimulatorServer, jsim: JFrogSimulator, root: httpx.AsyncClient, verify: ssl.SSLContext
 ) -> None:
     body = {
         "key": "from-root",
@@ -125,7 +154,7 @@ async def test_one_simulator_behind_both_ports(
     }
     body["searchCriteria"]["keepLastNVersions"] = 2
     assert (await root.post(POLICY.format(key="from-root"), json=body)).status_code == 201
-    async with httpx.AsyncClient(base_url=srv.url("jfrog"), headers=AUTH) as prefixed:
+    async with httpx.AsyncClient(base_url=srv.url("jfrog"), headers=AUTH, verify=verify) as prefixed:
         seen = await prefixed.get(POLICY.format(key="from-root"))
         assert seen.status_code == 200 and seen.json()["key"] == "from-root"
         assert (await prefixed.delete(POLICY.format(key="from-root"))).status_code == 200
@@ -143,14 +172,16 @@ async def test_one_simulator_behind_both_ports(
     assert (await root.get("/artifactory/api/system/version")).status_code == 200
 
 
-async def test_harness_and_sourcecraft_at_their_root_paths(srv: SimulatorServer) -> None:
+async def test_harness_and_sourcecraft_at_their_root_paths(
+    srv: SimulatorServer, verify: ssl.SSLContext
+) -> None:
     harness = srv.simulator("harness")
     sourcecraft = srv.simulator("sourcecraft")
     assert isinstance(harness, HarnessSimulator) and isinstance(sourcecraft, SourceCraftSimulator)
     harness.add_stream("acc1", "bOgdZBYQS2-oHZMwEZTeIQ", "ECR")
     sourcecraft.add_run("acme", "web", "run-1", artifacts=["dist/web.tar.gz"])
     mutation = 'mutation { artifactCleanup(input: {artifactStreamId: "bOgdZBYQS2-oHZMwEZTeIQ"}) { message } }'
-    async with httpx.AsyncClient(base_url=srv.root_url("harness")) as client:
+    async with httpx.AsyncClient(base_url=srv.root_url("harness"), verify=verify) as client:
         answer = await client.post(
             "/gateway/api/graphql",
             params={"accountId": "acc1"},
@@ -165,7 +196,7 @@ async def test_harness_and_sourcecraft_at_their_root_paths(srv: SimulatorServer)
         }
     }
     async with httpx.AsyncClient(
-        base_url=srv.root_url("sourcecraft"), headers={"Authorization": "Bearer sc-token"}
+        base_url=srv.root_url("sourcecraft"), headers={"Authorization": "Bearer sc-token"}, verify=verify
     ) as client:
         artifacts = await client.get("/repos/acme/web/cicd/artifacts/run-1/build/build/default")
     assert artifacts.status_code == 200
@@ -307,13 +338,13 @@ async def test_sample_shape_would_break_the_provider(jsim: JFrogSimulator, root:
 
 
 async def test_usage_reports_are_never_faulted(
-    srv: SimulatorServer, jsim: JFrogSimulator, root: httpx.AsyncClient
+    srv: SimulatorServer, jsim: JFrogSimulator, root: httpx.AsyncClient, verify: ssl.SSLContext
 ) -> None:
     jsim.faults.add(Fault("status", status=503, body={}))  # any path, once
     assert (await root.post(USAGE, json={"productId": "x", "features": []})).status_code == 200
     assert (await root.get("/artifactory/api/system/version")).status_code == 503  # the fault is still there
     assert [c.status for c in srv.calls.calls()] == [503]
-    async with httpx.AsyncClient(base_url=srv.url("")) as control:
+    async with httpx.AsyncClient(base_url=srv.url(""), verify=verify) as control:
         plain = (await control.get("/_sim/calls")).json()
         everything = (await control.get("/_sim/calls", params={"include_telemetry": "true"})).json()
     assert [c["path"] for c in plain] == ["/artifactory/api/system/version"]

@@ -57,16 +57,21 @@ def clock(ssim: SourceCraftSimulator) -> ManualClock:
     return ssim.clock
 
 
-def _http(sim: SimulatorServer, token: str = "sc-token", timeout: float = 5.0) -> httpx.AsyncClient:
+def _http(
+    sim: SimulatorServer, ca_pem: str, token: str = "sc-token", timeout: float = 5.0
+) -> httpx.AsyncClient:
     opts = ClientOptions(
-        base_url=sim.url("sourcecraft"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        base_url=sim.url("sourcecraft"),
+        headers={"Authorization": f"Bearer {token}"},
+        ca_pem=ca_pem,
+        timeout=timeout,
     )
     return make_client(opts)
 
 
 @pytest.fixture
-async def http(sim: SimulatorServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with _http(sim) as client:
+async def http(sim: SimulatorServer, sim_ca_pem: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with _http(sim, sim_ca_pem) as client:
         yield client
 
 
@@ -267,9 +272,11 @@ async def test_unknown_repo_and_run(ssim: SourceCraftSimulator, client: SourceCr
         await client.get_run("org", "repo", "run-1")
 
 
-async def test_bad_token_is_an_auth_error(sim: SimulatorServer, ssim: SourceCraftSimulator) -> None:
+async def test_bad_token_is_an_auth_error(
+    sim: SimulatorServer, ssim: SourceCraftSimulator, sim_ca_pem: str
+) -> None:
     ssim.add_runs("org", "repo", 1)
-    async with _http(sim, token="wrong") as http:
+    async with _http(sim, sim_ca_pem, token="wrong") as http:
         with pytest.raises(AuthError) as info:
             await SourceCraftClient(http).latest_run("org", "repo")
     assert info.value.status_code == 401
@@ -348,10 +355,12 @@ async def test_faults_map_to_errors(
     assert len(await client.get_artifacts("org", "repo", "run-1", "build", "build", "default")) == 1
 
 
-async def test_latency_beyond_timeout_is_transient(sim: SimulatorServer, ssim: SourceCraftSimulator) -> None:
+async def test_latency_beyond_timeout_is_transient(
+    sim: SimulatorServer, ssim: SourceCraftSimulator, sim_ca_pem: str
+) -> None:
     ssim.add_runs("org", "repo", 1)
     ssim.faults.add(Fault("latency", path="/cicd/runs", delay=0.4))
-    async with _http(sim, timeout=0.1) as http:
+    async with _http(sim, sim_ca_pem, timeout=0.1) as http:
         with pytest.raises(TransientError, match="timed out"):
             await SourceCraftClient(http).latest_run("org", "repo")
     # Let the slow answer finish on the server, so it cannot leak into the next test's call log.

@@ -7,7 +7,10 @@ for clients that keep only scheme, host and port of a URL. ``--echo-sample-shape
 simulator echo the vendor-doc sample's defaults for unset policy fields. ``--demo`` seeds the data
 the manifests in ``examples/`` refer to. Faults can be injected and the call log read over HTTP on
 ``--port``: ``POST /_sim/faults/<prefix>`` with a JSON fault (see ``faults.py``), ``GET /_sim/calls``
-(``?include_telemetry=true`` adds usage reports), ``POST /_sim/reset``.
+(``?include_telemetry=true`` adds usage reports), ``POST /_sim/reset``. ``--tls-dir DIR`` serves
+every port over https with a certificate for 127.0.0.1, localhost and ::1 signed by a CA made at
+start, whose certificate is written to ``DIR/ca.crt`` (for ``curl --cacert`` or a caSecretRef
+Secret); the default is plain http.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import ssl
 import time
+from pathlib import Path
 
 from . import HarnessSimulator, JFrogSimulator, SourceCraftSimulator, build_server
 from .server import SimulatorServer
@@ -57,9 +62,14 @@ VENDORS = ("jfrog", "harness", "sourcecraft")
 
 
 async def serve(
-    host: str, port: int, demo: bool, root_ports: dict[str, int], echo_sample_shape: bool = False
+    host: str,
+    port: int,
+    demo: bool,
+    root_ports: dict[str, int],
+    echo_sample_shape: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    server = build_server(host, port, root_ports=root_ports)
+    server = build_server(host, port, root_ports=root_ports, ssl_context=ssl_context)
     jfrog = server.simulator("jfrog")
     assert isinstance(jfrog, JFrogSimulator)
     jfrog.echo_empty_defaults = echo_sample_shape
@@ -97,9 +107,22 @@ def main() -> int:
         action="store_true",
         help='JFrog: echo the doc sample\'s defaults for unset policy fields ("excludedRepos": [] …)',
     )
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        metavar="DIR",
+        help="serve https with a CA made at start; its certificate is written to DIR/ca.crt",
+    )
     args = parser.parse_args()
     roots = {p: port for p in VENDORS if (port := getattr(args, f"{p}_port")) is not None}
-    asyncio.run(serve(args.host, args.port, args.demo, roots, args.echo_sample_shape))
+    context = None
+    if args.tls_dir is not None:
+        from ..tls import SimulatorCA
+
+        ca = SimulatorCA()
+        print(f"{'ca':12} {ca.write_ca(args.tls_dir)}", flush=True)
+        context = ca.server_context()
+    asyncio.run(serve(args.host, args.port, args.demo, roots, args.echo_sample_shape, context))
     return 0
 
 

@@ -16,6 +16,7 @@ root port).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from typing import Any, Protocol
 
@@ -36,9 +37,13 @@ class VendorSimulator(Protocol):
 
 
 class SimulatorServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
         self.port = port
+        #: Server-side TLS for every listener; None: plain http.
+        self.ssl_context = ssl_context
         self.calls = CallLog()
         self._mounts: dict[str, VendorSimulator] = {}
         #: prefix -> port asked for (0: any free port; the bound port once started).
@@ -64,12 +69,21 @@ class SimulatorServer:
             raise KeyError(f"no simulator mounted at /{name}")
         self.root_ports[name] = port
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
+
+    def origin(self, port: int | None = None) -> str:
+        """``scheme://host:port`` of the shared port (or of ``port``), IPv6 hosts in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port if port is None else port}"
+
     def url(self, prefix: str) -> str:
-        return f"http://{self.host}:{self.port}/{prefix.strip('/')}"
+        return f"{self.origin()}/{prefix.strip('/')}"
 
     def root_url(self, prefix: str) -> str:
         """Base URL of the vendor's own port (see :meth:`serve_at_root`): no path prefix."""
-        return f"http://{self.host}:{self.root_ports[prefix.strip('/')]}"
+        return self.origin(self.root_ports[prefix.strip("/")])
 
     def simulator(self, prefix: str) -> VendorSimulator:
         return self._mounts[prefix.strip("/")]
@@ -100,7 +114,7 @@ class SimulatorServer:
     async def _listen(self, app: web.Application, port: int) -> tuple[web.AppRunner, int]:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, port)
+        site = web.TCPSite(runner, self.host, port, ssl_context=self.ssl_context)
         try:
             await site.start()
         except BaseException:
