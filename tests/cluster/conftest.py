@@ -37,8 +37,13 @@ ASS = "artifactstreamsyncs"
 REQUESTED_AT = "cleanup.artifacts.dev/requested-at"
 RECONCILE_AT = "cleanup.artifacts.dev/reconcile-at"
 CREDENTIALS_LABEL = "cleanup.artifacts.dev/credentials"
-#: The simulators listen on loopback in plain http; the operator refuses both unless told.
-SIM_FLAGS = ("--allowed-hosts", "127.0.0.1", "--allow-insecure-http")
+#: The simulators listen on loopback (https, with the session's test CA); the operator refuses
+#: every host it is not told to allow. Plain http stays refused, as in production.
+SIM_FLAGS = ("--allowed-hosts", "127.0.0.1")
+#: The labelled Secret every test namespace gets, holding the simulators' CA (``sim_ca_pem``).
+SIM_CA_SECRET = "sim-ca"
+#: How the builders trust the simulators: ``caSecretRef`` naming that Secret.
+SIM_CA_REF = {"name": SIM_CA_SECRET, "key": "ca.crt"}
 
 
 @pytest.fixture(scope="session")
@@ -260,12 +265,21 @@ def is_true(obj: dict[str, Any], type_: str, reason: str | None = None) -> bool:
     return cond.get("status") == "True" and (reason is None or cond.get("reason") == reason)
 
 
+def trust_simulators(kube: Kube, ca_pem: str) -> None:
+    """The labelled Secret the builders' ``caSecretRef`` names: the simulators' CA, key ``ca.crt``."""
+    kube.secret(SIM_CA_SECRET, **{"ca.crt": ca_pem})
+
+
 @pytest.fixture
-def kube(control_plane: ControlPlane, operator: Operator, request: pytest.FixtureRequest) -> Iterator[Kube]:
-    """A fresh ``e2e-*`` namespace (watched by the session operator)."""
+def kube(
+    control_plane: ControlPlane, operator: Operator, request: pytest.FixtureRequest, sim_ca_pem: str
+) -> Iterator[Kube]:
+    """A fresh ``e2e-*`` namespace (watched by the session operator), with the ``sim-ca`` Secret."""
     ns = f"e2e-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", ns)
-    yield Kube(control_plane, ns)
+    k = Kube(control_plane, ns)
+    trust_simulators(k, sim_ca_pem)
+    yield k
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
         print(operator.logs()[-8000:])
     control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -279,12 +293,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 @pytest.fixture
-def isolated(control_plane: ControlPlane, tmp_path: Path) -> Iterator[tuple[Kube, Operator]]:
-    """A namespace outside the session operator's pattern, with an operator of its own (not started)."""
+def isolated(control_plane: ControlPlane, tmp_path: Path, sim_ca_pem: str) -> Iterator[tuple[Kube, Operator]]:
+    """A namespace outside the session operator's pattern, with the ``sim-ca`` Secret and an
+    operator of its own (not started; more flags: ``op.args += (...)`` before ``op.start()``)."""
     ns = f"iso-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", ns)
     op = Operator(control_plane, tmp_path / "operator.log", "--namespace", ns, *SIM_FLAGS)
-    yield Kube(control_plane, ns), op
+    k = Kube(control_plane, ns)
+    trust_simulators(k, sim_ca_pem)
+    yield k, op
     op.stop()
     control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
@@ -301,7 +318,11 @@ def policy(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
         "createdBeforeInMonths": 6,
     }
     body = {
-        "connection": {"url": sim.url("jfrog"), "secretRef": {"name": "jfrog"}},
+        "connection": {
+            "url": sim.url("jfrog"),
+            "secretRef": {"name": "jfrog"},
+            "caSecretRef": dict(SIM_CA_REF),
+        },
         "description": "stale images",
         "enabled": True,
         "interval": "2s",
@@ -314,7 +335,8 @@ def policy(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
 
 def prune(sim: SimulatorServer, name: str, **spec: Any) -> dict[str, Any]:
     """A StoragePrune against the JFrog simulator, polled every 500 ms; ``spec`` overrides."""
-    body = {"connection": {"url": sim.url("jfrog"), "secretRef": {"name": "jfrog"}}, "pollInterval": "500ms"}
+    connection = {"url": sim.url("jfrog"), "secretRef": {"name": "jfrog"}, "caSecretRef": dict(SIM_CA_REF)}
+    body = {"connection": connection, "pollInterval": "500ms"}
     body.update(spec)
     return manifest("StoragePrune", name, body)
 
@@ -327,6 +349,7 @@ def hsync(
         "url": sim.url("harness"),
         "accountId": account,
         "apiKeySecretRef": {"name": "harness", "key": "apiKey"},
+        "caSecretRef": dict(SIM_CA_REF),
         "artifactStreamIds": ids,
     }
     return manifest("ArtifactStreamSync", name, {"harness": harness_spec, "interval": interval})
@@ -342,6 +365,7 @@ def scsync(sim: SimulatorServer, name: str, **source: Any) -> dict[str, Any]:
         "task": "package",
         "cube": "publish",
         "tokenSecretRef": {"name": "sourcecraft", "key": "token"},
+        "caSecretRef": dict(SIM_CA_REF),
     }
     src.update(source)
     return manifest("ArtifactStreamSync", name, {"sourceCraft": src, "interval": "2s"})

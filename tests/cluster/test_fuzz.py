@@ -6,7 +6,8 @@ and poll intervals at their minimums, missing Secrets and keys, wrong credential
 Artifactory versions, existing policy keys, requested-at values before and after creation). Each is
 sent to the real API server as a server-side dry run; refused ones are counted and dropped until
 :data:`COUNT` are admitted. The admitted ones are applied in one ``kubectl apply`` of a List into a
-namespace of their own, watched by an operator of its own, against simulators of their own:
+namespace of their own, watched by an operator of its own, against simulators of their own (https,
+trusted through the ``sim-ca`` Secret by every source whose spec names no CA of its own):
 
 - CleanupPolicies share three Artifactories (7.129, 7.117 and 7.100; a few keys already exist there),
   so two resources naming one key meet, as they would in real life;
@@ -59,9 +60,10 @@ from cleanup_operator.testing.simulators import (
     SimulatorServer,
     SourceCraftSimulator,
 )
+from cleanup_operator.testing.tls import SimulatorCA
 from tests import strategies as s
 
-from .conftest import GROUP, Kube, Operator, condition, is_true
+from .conftest import GROUP, SIM_CA_REF, Kube, Operator, condition, is_true
 
 #: Admitted specs per run ("ci"); the thorough profile multiplies it.
 COUNT = 200
@@ -159,8 +161,8 @@ def prefix_of(obj: dict[str, Any], index: int) -> str:
     return f"h{index}" if "harness" in spec else f"s{index}"
 
 
-def build_world(objs: list[dict[str, Any]]) -> SimulatorServer:
-    server = SimulatorServer()
+def build_world(objs: list[dict[str, Any]], ca: SimulatorCA) -> SimulatorServer:
+    server = SimulatorServer(ssl_context=ca.server_context())
     for prefix, version in POLICY_JFROGS.items():
         j = JFrogSimulator()
         j.version = version
@@ -212,8 +214,9 @@ def build_world(objs: list[dict[str, Any]]) -> SimulatorServer:
 
 
 def resolve(objs: list[dict[str, Any]], server: SimulatorServer) -> None:
-    """Point every placeholder URL at its simulator; requested-at tokens become times."""
-    base = f"http://{server.host}:{server.port}"
+    """Point every placeholder URL at its (https) simulator, and a source that names no CA at the
+    simulators' CA (``sim-ca``; a generated CA reference is kept); requested-at tokens become times."""
+    base = server.origin()
     later = str(int(time.time()) + 5)
     yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for i, obj in enumerate(objs):
@@ -221,6 +224,7 @@ def resolve(objs: list[dict[str, Any]], server: SimulatorServer) -> None:
         for source in ("connection", "harness", "sourceCraft"):
             if source in spec:
                 spec[source]["url"] = prefix
+                spec[source].setdefault("caSecretRef", dict(SIM_CA_REF))
         annotations = obj["metadata"].get("annotations") or {}
         if annotations.get(s.REQUESTED_AT) == "future":
             annotations[s.REQUESTED_AT] = later
@@ -328,7 +332,7 @@ def list_all(kube: Kube) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_fuzz_admitted_specs(
-    isolated: tuple[Kube, Operator], apiserver: httpx.Client, tmp_path: Path
+    isolated: tuple[Kube, Operator], apiserver: httpx.Client, tmp_path: Path, sim_ca: SimulatorCA
 ) -> None:
     kube, op = isolated
     profile = settings.default
@@ -345,7 +349,7 @@ def test_fuzz_admitted_specs(
     )
     assert min(sources.get("harness", 0), sources.get("sourceCraft", 0)) >= count // 20, sources
 
-    server = build_world(gen.admitted)
+    server = build_world(gen.admitted, sim_ca)
     try:
         resolve(gen.admitted, server)
         watches = {
