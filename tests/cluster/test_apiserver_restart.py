@@ -21,7 +21,20 @@ import yaml
 from cleanup_operator.testing.controlplane import ControlPlane, ControlPlaneError
 from cleanup_operator.testing.simulators import SimulatorServer
 
-from .conftest import CPOL, SIM_FLAGS, SPRUNE, Kube, Operator, jfrog, phase, policy, prune, ready, wait_until
+from .conftest import (
+    CPOL,
+    SIM_FLAGS,
+    SPRUNE,
+    Kube,
+    Operator,
+    jfrog,
+    phase,
+    policy,
+    prune,
+    ready,
+    trust_simulators,
+    wait_until,
+)
 
 COUNT = 100
 OUTAGE = 30.0
@@ -47,12 +60,13 @@ def items(cp: ControlPlane, ns: str, plural: str) -> list[dict]:  # type: ignore
 
 
 def test_an_api_server_restart_loses_and_repeats_nothing(
-    own_plane: ControlPlane, sim: SimulatorServer, tmp_path: Path
+    own_plane: ControlPlane, sim: SimulatorServer, tmp_path: Path, sim_ca_pem: str
 ) -> None:
     cp = own_plane
     ns = "restart"
     cp.kubectl("create", "namespace", ns)
     kube = Kube(cp, ns)
+    trust_simulators(kube, sim_ca_pem)  # the builders' caSecretRef
     kube.secret("jfrog", token="test-token")
     j = jfrog(sim)
     j.prune_seconds_per_directory = 0.25  # about a minute: it runs through the whole outage
