@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from cleanup_operator.testing.simulators import Fault, HarnessSimulator, ManualClock, SimulatorServer
+from cleanup_operator.testing.tls import SimulatorCA
 from cleanup_operator.vendors.errors import (
     AuthError,
     BadResponseError,
@@ -283,7 +284,7 @@ async def test_burst_without_limiter_is_refused(hsim: HarnessSimulator, client: 
 
 @pytest.mark.looptime(start=0)
 async def test_limiter_guided_burst_stays_within_the_window(
-    sim: SimulatorServer, hsim: HarnessSimulator
+    sim: SimulatorServer, hsim: HarnessSimulator, sim_ca: SimulatorCA
 ) -> None:
     """Real HTTP to the simulator's thread, on one fake clock: the client's limiter and the
     simulator's rate window both read this loop's (looptime) time, so the loop's load or the
@@ -295,7 +296,10 @@ async def test_limiter_guided_burst_stays_within_the_window(
         hsim.add_stream("acc1", f"s{i}", "ECR")
     # No client timeout: under looptime, a timer of its own would fire while the real I/O waits.
     async with httpx.AsyncClient(
-        base_url=sim.url("harness"), headers={"x-api-key": "test-key"}, timeout=None
+        base_url=sim.url("harness"),
+        headers={"x-api-key": "test-key"},
+        timeout=None,
+        verify=sim_ca.client_context(),
     ) as http:
         client = HarnessClient(http, "acc1", limiter=RateLimiter(5, 0.5))
         results = await asyncio.gather(*(client.artifact_cleanup(f"s{i}") for i in range(12)))
