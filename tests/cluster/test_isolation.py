@@ -97,7 +97,8 @@ def test_a_silent_artifactory_never_holds_up_another(
     took = time.monotonic() - started
     # The prune on B was polled all along: its shown progress moved at least every few seconds.
     gaps = [b - a for (a, _), (b, _) in itertools.pairwise(progress)]
-    assert len(progress) >= 3 and max(gaps, default=0) < 5.0, (progress, took)
+    # A blocked share would cost at least A's connect timeout (10 s) per gap.
+    assert len(progress) >= 3 and max(gaps, default=0) < 10.0, (progress, took)
     # A's requests did time out, and said so (not stuck, not Ready).
     wait_until(
         lambda: all(
