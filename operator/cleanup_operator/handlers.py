@@ -147,6 +147,16 @@ class OperatorState:
         cause = exc.__cause__
         return f"the scheduler loop ended: {exc}" + (f" ({type(cause).__name__})" if cause else "")
 
+    def liveness(self) -> str:
+        """What the liveness probe reports ("leading", "standby", "starting"); raises (the probe
+        fails, ``/healthz`` answers 500) when the scheduler has ended."""
+        problem = self.scheduler_problem()
+        if problem is not None:
+            raise kopf.PermanentError(problem)
+        if self.elector is None:
+            return "starting" if self.options.leader_elect else "leading"
+        return "leading" if self.elector.held() else "standby"
+
     def context(self) -> Context:
         if self._ctx is None:
             if self.connection is None:
@@ -242,12 +252,7 @@ def register(
 
     @kopf.on.probe(registry=registry, id="scheduler", retries=1)
     async def scheduler_alive(**_: Any) -> str:
-        problem = state.scheduler_problem()
-        if problem is not None:
-            raise kopf.PermanentError(problem)
-        if state.elector is None:
-            return "leading" if not options.leader_elect else "starting"
-        return "leading" if state.elector.held() else "standby"
+        return state.liveness()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

@@ -198,6 +198,8 @@ class LeaderElector:
                             break
                 except TimeoutError:
                     continue  # the deadline is checked at the top
+                if self._renewed_at is None:
+                    continue  # another holder: lost, said at the top
                 await asyncio.sleep(min(self.config.retry_period, max(0.0, remaining)))
 
     async def try_acquire_or_renew(self) -> bool:

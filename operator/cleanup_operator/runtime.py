@@ -363,12 +363,6 @@ class Scheduler:
         heapq.heappush(self._heap, (due, self._seq, entry.obj.uid))
         self._changed.set()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and self.fatal is None:
-            self.fatal = task.exception()
-            self._changed.set()
-
     async def run(self) -> None:
         while True:
             if self.fatal is not None:
@@ -387,7 +381,7 @@ class Scheduler:
                 entry.idle.clear()
                 task = asyncio.create_task(self._run_one(entry))
                 self._tasks.add(task)
-                task.add_done_callback(self._done)
+                task.add_done_callback(self._tasks.discard)
             timeout = max(0.0, self._heap[0][0] - self._clock()) if self._heap else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
@@ -397,6 +391,14 @@ class Scheduler:
         try:
             async with self._slots:
                 delay = await self._reconcile(entry)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # recorded: the loop ends with it
+            # Caught here rather than left to the task: asyncio would carry a SystemExit or a
+            # KeyboardInterrupt out of the event loop, past every log line.
+            if self.fatal is None:
+                self.fatal = exc
+            self._changed.set()
         finally:
             entry.running = False
             entry.idle.set()
