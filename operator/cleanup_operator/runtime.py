@@ -176,6 +176,8 @@ class Context:
         #: Vendor requests in flight are bounded per endpoint (base URL, plus the Harness account),
         #: per request, never per reconcile: a slow or silent vendor holds only its own share.
         self.pool = pool or ClientPool(per_endpoint=vendor_concurrency)
+        if leader is not None:
+            self.pool.guard = self._vendor_guard
         self.harness_limiters = RateLimiters(*harness_limit)
         self.emit = events
         self.locks: dict[str, asyncio.Lock] = {}
@@ -187,22 +189,18 @@ class Context:
         self._written: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def client_for(self, opts: ClientOptions) -> Any:
-        client = self.pool.get(fingerprint(opts), opts)
-        if self.leader is not None:
-            hooks = client.event_hooks
-            if self._vendor_guard not in hooks["request"]:
-                client.event_hooks = {**hooks, "request": [*hooks["request"], self._vendor_guard]}
-        return client
+        return self.pool.get(fingerprint(opts), opts)
 
     def ensure_leader(self, what: str) -> None:
         """Raise :class:`NotLeader` unless this replica may act (no election, or the lease known held)."""
         if self.leader is not None:
             self.leader.check(what)
 
-    async def _vendor_guard(self, request: httpx.Request) -> None:
-        """The one gate of every vendor call (creates, runs, prune starts, stops, deletes, and reads):
-        an httpx request hook, run right before the request is sent. The request's URL is not named
-        (its query may hold a token)."""
+    def _vendor_guard(self, request: httpx.Request) -> None:
+        """The one gate of every vendor call (creates, runs, prune starts, stops, deletes, and reads),
+        run by the vendor clients' transport right before the request goes out: after any wait for
+        the endpoint's share, so a request that waited is checked when it is sent. The request's URL
+        is not named (its query may hold a token)."""
         self.ensure_leader(f"vendor call {request.method}")
 
     def lock(self, key: str) -> asyncio.Lock:
