@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from cleanup_operator.testing.controlplane import ControlPlane
-from cleanup_operator.testing.simulators import SimulatorServer
+from cleanup_operator.testing.simulators import SimulatorServer, build_server
 
 from .conftest import (
     CPOL,
@@ -104,6 +104,22 @@ class Pair:
 
 def micro(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture(scope="module")
+def own_sim_server() -> Iterator[SimulatorServer]:
+    """A simulator of these tests' own: its call log holds only the calls of the two replicas
+    (the session's simulator also serves the session operator, whose objects may still be busy)."""
+    server = build_server().start_in_thread()
+    yield server
+    server.stop_thread()
+
+
+@pytest.fixture
+def sim(own_sim_server: SimulatorServer) -> Iterator[SimulatorServer]:
+    own_sim_server.reset()
+    yield own_sim_server
+    own_sim_server.reset()
 
 
 @pytest.fixture
