@@ -48,8 +48,39 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
     )
     parser.add_argument("--log-format", choices=["json", "text"], default="text")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    parser.add_argument(
-        "--peering", metavar="NAME", help="Kopf peering object name for active/standby replicas"
+    election = parser.add_argument_group(
+        "leader election", "one active replica, the others on standby, on a coordination.k8s.io Lease"
+    )
+    election.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="compete for a Lease; only its holder reconciles or calls a vendor (run 2+ replicas)",
+    )
+    election.add_argument(
+        "--leader-elect-namespace",
+        metavar="NS",
+        help="the Lease's namespace (default: the pod's own, from POD_NAMESPACE or the service account)",
+    )
+    election.add_argument("--leader-elect-lease-name", metavar="NAME", default="cleanup-operator")
+    election.add_argument(
+        "--leader-elect-lease-duration",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds a standby waits after the last renew it saw before it takes over",
+    )
+    election.add_argument(
+        "--leader-elect-renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds the leader goes on without a successful renew before it stops and exits",
+    )
+    election.add_argument(
+        "--leader-elect-retry-period", type=float, default=2.0, metavar="S", help="seconds between renews"
+    )
+    election.add_argument(
+        "--leader-elect-identity", metavar="ID", help="holder identity (default: host name + unique suffix)"
     )
     parser.add_argument(
         "--vendor-concurrency",
@@ -99,13 +130,19 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
     args = parser.parse_args(argv)
     if not args.namespace and not args.all_namespaces:
         parser.error("give --namespace NS (repeatable) or --all-namespaces")
-    return OperatorOptions(
+    options = OperatorOptions(
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,
         liveness=args.liveness,
         log_format=args.log_format,
         metrics_port=args.metrics_port,
-        peering=args.peering,
+        leader_elect=args.leader_elect,
+        leader_elect_namespace=args.leader_elect_namespace,
+        leader_elect_lease_name=args.leader_elect_lease_name,
+        leader_elect_lease_duration=args.leader_elect_lease_duration,
+        leader_elect_renew_deadline=args.leader_elect_renew_deadline,
+        leader_elect_retry_period=args.leader_elect_retry_period,
+        leader_elect_identity=args.leader_elect_identity,
         verbose=args.verbose,
         vendor_concurrency=args.vendor_concurrency,
         max_reconciles=args.max_reconciles,
@@ -116,6 +153,11 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
         allow_insecure_tls=args.allow_insecure_tls,
         status_report_interval=args.status_report_interval,
     )
+    try:
+        options.election()  # the times and the namespace, checked before anything starts
+    except ValueError as exc:
+        parser.error(str(exc))
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
-    register(registry, options)
+    state = register(registry, options)
     try:
         asyncio.run(
             kopf.operator(
@@ -136,13 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                 clusterwide=options.all_namespaces,
                 namespaces=list(options.namespaces),
                 liveness_endpoint=options.liveness,
-                standalone=options.peering is None,
-                peering_name=options.peering,
+                standalone=True,  # no Kopf peering: our own Lease decides who acts (leader.py)
+                stop_flag=state.stop_flag,
             )
         )
     except KeyboardInterrupt:
         return 130
-    return 0
+    return state.exit_code
 
 
 if __name__ == "__main__":

@@ -179,6 +179,38 @@ class KubeAPI:
             return None
         return str(version) if version else None
 
+    # Leases (coordination.k8s.io/v1), for leader election (leader.py). A conflict (409: someone
+    # else created or updated it first) is an answer, not an error: None.
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        resp = await self._client.get(f"{_LEASES.format(namespace=namespace)}/{name}")
+        if resp.status_code == 404:
+            return None
+        return _lease_answer(resp, f"reading Lease {namespace}/{name}")
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        resp = await self._client.post(_LEASES.format(namespace=namespace), json=body)
+        if resp.status_code == 409:
+            return None
+        return _lease_answer(resp, f"creating Lease {namespace}/{body['metadata']['name']}")
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """PUT with the body's resourceVersion: None when the Lease changed since it was read."""
+        resp = await self._client.put(f"{_LEASES.format(namespace=namespace)}/{name}", json=body)
+        if resp.status_code == 409:
+            return None
+        return _lease_answer(resp, f"updating Lease {namespace}/{name}")
+
+
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+
+def _lease_answer(resp: httpx.Response, what: str) -> dict[str, Any]:
+    if resp.status_code >= 400:
+        raise KubeError(f"{what}: HTTP {resp.status_code}", resp.status_code)
+    body: dict[str, Any] = resp.json()
+    return body
+
 
 def tls_context(info: Any) -> ssl.SSLContext:
     """TLS for the API server: only the cluster CA we were given (not the system store as well),

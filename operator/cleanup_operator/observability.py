@@ -9,11 +9,21 @@ from aiohttp import web
 
 
 class Metrics:
-    """A few counters, enough to see reconcile rates and vendor errors; thread-safe, dependency-free."""
+    """A few counters, enough to see reconcile rates and vendor errors, and a few gauges (leader
+    status); thread-safe, dependency-free."""
 
     def __init__(self) -> None:
         self._counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._lock = threading.Lock()
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        with self._lock:
+            self._gauges[(name, tuple(sorted(labels.items())))] = value
+
+    def gauge(self, name: str, **labels: str) -> float | None:
+        with self._lock:
+            return self._gauges.get((name, tuple(sorted(labels.items()))))
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
         with self._lock:
@@ -26,14 +36,19 @@ class Metrics:
     def render(self) -> str:
         lines = []
         with self._lock:
-            items = sorted(self._counters.items())
+            items: list[tuple[tuple[str, tuple[tuple[str, str], ...]], float, str]] = [
+                (key, value, "counter") for key, value in self._counters.items()
+            ]
+            items += [(key, value, "gauge") for key, value in self._gauges.items()]
+        items.sort()
         seen: set[str] = set()
-        for (name, labels), value in items:
+        for (name, labels), value, type_ in items:
             if name not in seen:
-                lines.append(f"# TYPE {name} counter")
+                lines.append(f"# TYPE {name} {type_}")
                 seen.add(name)
             label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-            lines.append(f"{name}{{{label_text}}} {value}" if label_text else f"{name} {value}")
+            text = str(int(value)) if float(value).is_integer() else repr(float(value))
+            lines.append(f"{name}{{{label_text}}} {text}" if label_text else f"{name} {text}")
         return "\n".join(lines) + "\n"
 
 

@@ -17,10 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx
+
 from .api.common import ADOPT, APPROVE, FINALIZER, FORCE_DELETE, RECONCILE_AT, REQUESTED_AT, KindInfo
 from .credentials import Credentials, fingerprint
 from .endpoints import EndpointPolicy
 from .kube import KubeAPI, KubeError
+from .leader import LeaderElector, NotLeader
 from .observability import Metrics
 from .reconcile.conditions import StatusBuilder, status_patch
 from .vendors.http import ClientOptions, ClientPool, RateLimiters
@@ -124,6 +127,10 @@ class Retry(Exception):
         self.status = status
 
 
+class SchedulerFailed(Exception):
+    """The scheduler loop ended because a reconcile raised what no reconcile may raise."""
+
+
 class Reconciler(Protocol):
     kind: KindInfo
 
@@ -156,15 +163,21 @@ class Context:
         metrics: Metrics | None = None,
         endpoints: EndpointPolicy | None = None,
         status_report_interval: float = 3600.0,
+        leader: LeaderElector | None = None,
     ) -> None:
         self.kube = kube
         #: How old a "last successful check" time in status may grow before an otherwise unchanged
         #: status is patched to refresh it.
         self.status_report_interval = status_report_interval
+        #: With leader election: every vendor request and status write first asks it whether the
+        #: lease is known held (None: a single replica, always allowed).
+        self.leader = leader
         self.credentials = Credentials(kube, endpoints)
         #: Vendor requests in flight are bounded per endpoint (base URL, plus the Harness account),
         #: per request, never per reconcile: a slow or silent vendor holds only its own share.
         self.pool = pool or ClientPool(per_endpoint=vendor_concurrency)
+        if leader is not None:
+            self.pool.guard = self._vendor_guard
         self.harness_limiters = RateLimiters(*harness_limit)
         self.emit = events
         self.locks: dict[str, asyncio.Lock] = {}
@@ -178,6 +191,18 @@ class Context:
     def client_for(self, opts: ClientOptions) -> Any:
         return self.pool.get(fingerprint(opts), opts)
 
+    def ensure_leader(self, what: str) -> None:
+        """Raise :class:`NotLeader` unless this replica may act (no election, or the lease known held)."""
+        if self.leader is not None:
+            self.leader.check(what)
+
+    def _vendor_guard(self, request: httpx.Request) -> None:
+        """The one gate of every vendor call (creates, runs, prune starts, stops, deletes, and reads),
+        run by the vendor clients' transport right before the request goes out: after any wait for
+        the endpoint's share, so a request that waited is checked when it is sent. The request's URL
+        is not named (its query may hold a token)."""
+        self.ensure_leader(f"vendor call {request.method}")
+
     def lock(self, key: str) -> asyncio.Lock:
         lock = self.locks.get(key)
         if lock is None:
@@ -189,6 +214,7 @@ class Context:
         patch = status_patch(obj.status, desired)
         if patch is None:
             return False
+        self.ensure_leader("status write")
         version = await self.kube.patch_status(obj.kind.plural, obj.namespace, obj.name, patch)
         # Later diffs in this reconcile compare against what the object now shows.
         obj.status.clear()
@@ -272,6 +298,9 @@ class Scheduler:
         self._slots = asyncio.Semaphore(concurrency)
         self._failures: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: A reconcile that raised a BaseException other than cancellation (SystemExit, a
+        #: KeyboardInterrupt, anything an ``except Exception`` lets through): the loop ends with it.
+        self.fatal: BaseException | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -334,6 +363,8 @@ class Scheduler:
 
     async def run(self) -> None:
         while True:
+            if self.fatal is not None:
+                raise SchedulerFailed(f"a reconcile raised {type(self.fatal).__name__}") from self.fatal
             self._changed.clear()
             now = self._clock()
             while self._heap and self._heap[0][0] <= now:
@@ -358,6 +389,14 @@ class Scheduler:
         try:
             async with self._slots:
                 delay = await self._reconcile(entry)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # recorded: the loop ends with it
+            # Caught here rather than left to the task: asyncio would carry a SystemExit or a
+            # KeyboardInterrupt out of the event loop, past every log line.
+            if self.fatal is None:
+                self.fatal = exc
+            self._changed.set()
         finally:
             entry.running = False
             entry.idle.set()
@@ -390,6 +429,11 @@ class Scheduler:
             return outcome.requeue_after
         except asyncio.CancelledError:
             raise
+        except NotLeader as exc:
+            # The lease is no longer known held: nothing more is done or written for this object
+            # here (the replica is stopping; the next leader reconciles it).
+            log.info("%s %s: %s", obj.kind.kind, obj.ref, exc)
+            return None
         except KubeError as exc:
             self.ctx.metrics.inc("cleanup_operator_reconciles_total", kind=kind, result="status_error")
             failures = self._failures[uid] = self._failures.get(uid, 0) + 1

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import kopf
 
 from .api.common import FINALIZER, GROUP
 from .endpoints import EndpointPolicy
+from .leader import ElectionConfig, default_identity
+
+#: Where a pod finds its own namespace (the service account's mount).
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @dataclass(frozen=True)
@@ -20,7 +26,17 @@ class OperatorOptions:
     liveness: str | None = None
     log_format: str = "text"
     metrics_port: int | None = None
-    peering: str | None = None
+    #: Leader election on a Lease (leader.py): off runs a single active replica.
+    leader_elect: bool = False
+    #: The Lease's namespace; None: the pod's own (POD_NAMESPACE, or the service account's).
+    leader_elect_namespace: str | None = None
+    leader_elect_lease_name: str = "cleanup-operator"
+    #: client-go's defaults.
+    leader_elect_lease_duration: float = 15.0
+    leader_elect_renew_deadline: float = 10.0
+    leader_elect_retry_period: float = 2.0
+    #: This replica's holder identity; None: the host name (the pod's) and a unique suffix.
+    leader_elect_identity: str | None = None
     verbose: bool = False
     #: Vendor requests in flight at once per vendor endpoint (base URL, plus the Harness account).
     vendor_concurrency: int = 10
@@ -45,6 +61,33 @@ class OperatorOptions:
     def endpoints(self) -> EndpointPolicy:
         return EndpointPolicy(self.allowed_hosts, self.allow_insecure_http, self.allow_insecure_tls)
 
+    def election(self) -> ElectionConfig | None:
+        """The election's configuration, or None without ``--leader-elect``; ValueError when the
+        namespace cannot be found or the times do not fit together."""
+        if not self.leader_elect:
+            return None
+        namespace = self.leader_elect_namespace or own_namespace()
+        if not namespace:
+            raise ValueError("--leader-elect needs --leader-elect-namespace outside a pod (or POD_NAMESPACE)")
+        return ElectionConfig(
+            namespace=namespace,
+            name=self.leader_elect_lease_name,
+            identity=self.leader_elect_identity or default_identity(),
+            lease_duration=self.leader_elect_lease_duration,
+            renew_deadline=self.leader_elect_renew_deadline,
+            retry_period=self.leader_elect_retry_period,
+        )
+
+
+def own_namespace() -> str | None:
+    """The pod's namespace: POD_NAMESPACE (the downward API), else the service account's mount."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
+    except OSError:
+        return None
+
 
 def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
     # Our own finalizer and annotation prefix, so Kopf's bookkeeping is visibly ours.
@@ -55,13 +98,9 @@ def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None
     )
     # Log lines become events only for warnings and errors: transitions are posted explicitly.
     settings.posting.level = logging.WARNING
-    # Kopf has no leader election; peering gives active/standby when asked for, else one replica.
-    if options.peering:
-        settings.peering.name = options.peering
-        settings.peering.mandatory = True
-        settings.peering.standalone = False
-    else:
-        settings.peering.standalone = True
+    # Kopf's peering pauses Kopf's handlers, never our scheduler: it is off. Replicas coordinate
+    # through our own Lease (leader.py, --leader-elect).
+    settings.peering.standalone = True
     # Reconnect watches that go quiet (an API-server restart can leave a half-open stream).
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

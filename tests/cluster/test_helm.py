@@ -1,6 +1,6 @@
 """The Helm chart with the real helm binary (hack/tools.sh) and a real kube-apiserver.
 
-Rendering is checked for what users and auditors rely on (one replica with Recreate, the hardened
+Rendering is checked for what users and auditors rely on (two replicas under leader election, rolled one at a time, the hardened
 security contexts, least-privilege RBAC per mode, CRDs from the models); the API server then accepts
 every rendered object (``kubectl apply --dry-run=server``), and a release goes through install,
 upgrade and uninstall. There are no nodes, so the Deployment's pod never runs: the objects must be
@@ -43,6 +43,16 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
+#: The leader election's Role, in the release namespace only: the one Lease by name, and create.
+LEASE_RULES = [
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["rel-cleanup-operator"],
+        "verbs": ["get", "update"],
+    },
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+]
 CLUSTER_RULES = {
     **NAMESPACED_RULES,
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
@@ -224,8 +234,12 @@ def check_deployment(docs: list[dict[str, Any]], release_ns: str, watched: list[
     deploy = one(docs, "Deployment")
     assert deploy["metadata"]["namespace"] == release_ns
     spec = deploy["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Leader election is on by default: two replicas, one acting, rolled one pod at a time.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = spec["template"]["spec"]
     assert pod["securityContext"] == {
         "runAsNonRoot": True,
@@ -261,6 +275,7 @@ def check_deployment(docs: list[dict[str, Any]], release_ns: str, watched: list[
     assert list(options.namespaces) == (watched or [])
     assert options.log_format == "json"
     assert options.liveness == "http://0.0.0.0:8080/healthz"
+    assert options.leader_elect and options.leader_elect_namespace == release_ns
 
     probe = container["livenessProbe"]["httpGet"]
     assert probe == {"path": "/healthz", "port": "health"}
@@ -280,6 +295,20 @@ def test_render(helm: Helm, namespaces: dict[str, str], tmp_path: Path, mode: Mo
     sa = one(docs, "ServiceAccount")
     assert sa["metadata"] == {**sa["metadata"], "name": "rel-cleanup-operator", "namespace": release_ns}
     subject = {"kind": "ServiceAccount", "name": "rel-cleanup-operator", "namespace": release_ns}
+    lease_role, lease_binding = (
+        docs.pop(
+            next(
+                i
+                for i, d in enumerate(docs)
+                if d["kind"] == k and d["metadata"]["name"].endswith("-leader-election")
+            )
+        )
+        for k in ("Role", "RoleBinding")
+    )
+    assert lease_role["metadata"]["namespace"] == lease_binding["metadata"]["namespace"] == release_ns
+    assert lease_role["rules"] == LEASE_RULES
+    assert lease_binding["roleRef"]["name"] == lease_role["metadata"]["name"]
+    assert lease_binding["subjects"] == [subject]
     # rules_map equality: no wildcard, no extra verb or resource, nothing missing.
     if mode.cluster_wide:
         role = one(docs, "ClusterRole")
@@ -402,7 +431,7 @@ def test_release_cluster_wide(helm: Helm, control_plane: ControlPlane, tmp_path:
         assert "kubectl get cleanup -A" in res.stdout  # NOTES.txt
         deploy = get_json(cp, "deployment", name, "-n", ns)
         assert deploy is not None
-        assert deploy["spec"]["strategy"]["type"] == "Recreate" and deploy["spec"]["replicas"] == 1
+        assert deploy["spec"]["strategy"]["type"] == "RollingUpdate" and deploy["spec"]["replicas"] == 2
         assert get_json(cp, "serviceaccount", name, "-n", ns) is not None
         assert get_json(cp, "clusterrolebinding", name) is not None
         for crd_name in CRD_NAMES:
@@ -428,6 +457,9 @@ def test_release_cluster_wide(helm: Helm, control_plane: ControlPlane, tmp_path:
         assert can_i(cp, sa, "list", "namespaces")
         assert not can_i(cp, sa, "update", "customresourcedefinitions.apiextensions.k8s.io")
         assert not can_i(cp, sa, "get", "configmaps", "-n", "default")
+        assert can_i(cp, sa, "update", f"leases.coordination.k8s.io/{name}", "-n", ns)
+        assert can_i(cp, sa, "create", "leases.coordination.k8s.io", "-n", ns)
+        assert not can_i(cp, sa, "get", "leases.coordination.k8s.io", "-n", "default")
 
         res = helm.run(
             "upgrade",

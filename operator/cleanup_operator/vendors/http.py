@@ -50,11 +50,14 @@ def make_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     gates: EndpointGates | None = None,
+    guard: RequestGuard | None = None,
 ) -> httpx.AsyncClient:
     """One pooled client per endpoint and credentials; TLS verification is on unless asked otherwise.
 
     With ``gates``, every request passes its endpoint's gate (bounded concurrency, and a fast
     refusal while the endpoint is not answering), so one slow vendor never holds the others up.
+    ``guard`` is called right before a request goes out (after any wait at the gate); it raises to
+    stop the request (leader election: the lease must be known held at that moment).
     """
     verify: ssl.SSLContext | bool
     if opts.insecure_skip_verify:
@@ -66,6 +69,8 @@ def make_client(
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **opts.headers}
     limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)
     inner = transport or httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    if guard is not None:
+        inner = GuardedTransport(inner, guard)
     return httpx.AsyncClient(
         base_url=opts.base_url.rstrip("/"),
         headers=headers,
@@ -73,6 +78,24 @@ def make_client(
         timeout=httpx.Timeout(opts.timeout, connect=min(opts.timeout, 10.0)),
         transport=GatedTransport(inner, gates, opts.base_url) if gates is not None else inner,
     )
+
+
+RequestGuard = Callable[[httpx.Request], None]
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Asks ``guard`` right before each request is sent; an exception it raises stops the request."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, guard: RequestGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._guard(request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class EndpointUnavailable(httpx.TransportError):
@@ -395,11 +418,15 @@ class ClientPool:
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._transport = transport
         self.gates = EndpointGates(per_endpoint)
+        #: Called right before every request of every client made from here on (:func:`make_client`).
+        self.guard: RequestGuard | None = None
 
     def get(self, key: str, opts: ClientOptions) -> httpx.AsyncClient:
         client = self._clients.get(key)
         if client is None or client.is_closed:
-            client = self._clients[key] = make_client(opts, transport=self._transport, gates=self.gates)
+            client = self._clients[key] = make_client(
+                opts, transport=self._transport, gates=self.gates, guard=self.guard
+            )
         return client
 
     async def aclose(self) -> None:
