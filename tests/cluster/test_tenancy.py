@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cleanup_operator.testing.controlplane import ControlPlane
-from cleanup_operator.testing.simulators import SimulatorServer
+from cleanup_operator.testing.simulators import SimulatorServer, build_server
+from cleanup_operator.testing.tls import SimulatorCA
 
 from .conftest import (
     ASS,
@@ -40,6 +41,15 @@ from .conftest import (
 )
 
 SECRET_VALUE = "tenant-b-token-7c1f0e"
+
+
+@pytest.fixture
+def sim(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
+    """A simulator of each test's own: "no vendor call at all" is read from a call log that no
+    other test's objects (say, ones still being deleted with their namespace) can write to."""
+    server = build_server(ssl_context=sim_ca.server_context()).start_in_thread()
+    yield server
+    server.stop_thread()
 
 
 def stalled(reason: str) -> Callable[[dict[str, Any]], bool]:
