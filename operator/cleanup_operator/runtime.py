@@ -184,9 +184,17 @@ class Context:
         #: Kopf's claims indexes by plural (filled by the wiring): who claims which vendor object.
         self.indexes: dict[str, Any] = {}
         self.metrics = metrics or Metrics()
+        self.metrics.collectors.append(self._collect_endpoints)
         #: uid → (resourceVersion of our last status patch, the status it wrote), until the watch
         #: catches up: a watch event older than our own write must not bring back an older status.
         self._written: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def _collect_endpoints(self, metrics: Metrics) -> None:
+        now = asyncio.get_running_loop().time()
+        for endpoint, gate in list(self.pool.gates.by_key.items()):
+            metrics.set("cleanup_operator_vendor_requests_in_flight", gate.in_flight, endpoint=endpoint)
+            paused = 1 if gate.refusal(now) is not None else 0
+            metrics.set("cleanup_operator_vendor_endpoint_paused", paused, endpoint=endpoint)
 
     def client_for(self, opts: ClientOptions) -> Any:
         return self.pool.get(fingerprint(opts), opts)
@@ -298,6 +306,9 @@ class Scheduler:
         self._slots = asyncio.Semaphore(concurrency)
         self._failures: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting = 0
+        self._running = 0
+        ctx.metrics.collectors.append(self._collect)
         #: A reconcile that raised a BaseException other than cancellation (SystemExit, a
         #: KeyboardInterrupt, anything an ``except Exception`` lets through): the loop ends with it.
         self.fatal: BaseException | None = None
@@ -339,6 +350,15 @@ class Scheduler:
                     entry.rerun = True
                 else:
                     self._schedule(entry, 0.0)
+
+    def _collect(self, metrics: Metrics) -> None:
+        by_kind: dict[str, int] = {}
+        for entry in self._entries.values():
+            by_kind[entry.obj.kind.kind] = by_kind.get(entry.obj.kind.kind, 0) + 1
+        for kind, count in by_kind.items():
+            metrics.set("cleanup_operator_objects", count, kind=kind)
+        metrics.set("cleanup_operator_objects_due_waiting", self._waiting)
+        metrics.set("cleanup_operator_reconciles_in_flight", self._running)
 
     def forget(self, uid: str) -> None:
         self._entries.pop(uid, None)
@@ -387,8 +407,23 @@ class Scheduler:
     async def _run_one(self, entry: _Entry) -> None:
         delay: float | None = None
         try:
-            async with self._slots:
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+            self._running += 1
+            started = asyncio.get_running_loop().time()
+            try:
                 delay = await self._reconcile(entry)
+            finally:
+                self._running -= 1
+                self._slots.release()
+                self.ctx.metrics.observe(
+                    "cleanup_operator_reconcile_duration_seconds",
+                    asyncio.get_running_loop().time() - started,
+                    kind=entry.obj.kind.kind,
+                )
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # recorded: the loop ends with it

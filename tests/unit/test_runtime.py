@@ -212,3 +212,31 @@ async def test_metrics_endpoint_serves_prometheus_text() -> None:
         await runner.cleanup()
     assert "# TYPE cleanup_operator_reconciles_total counter" in text
     assert 'cleanup_operator_reconciles_total{kind="StoragePrune",result="ok"} 1' in text
+
+
+@pytestmark_looptime
+async def test_metrics_show_the_queue_the_waiting_and_reconcile_latency() -> None:
+    """Queue depth, objects due but waiting for a slot, reconciles in flight, latency per kind."""
+    rec = Recorder()
+    rec.hold = 2.0
+    sched = Scheduler(NoKube(), concurrency=1)  # type: ignore[arg-type]
+    for name in ("a", "b", "c"):
+        sched.observe(rec, body(name, 1))
+    metrics = sched.ctx.metrics
+    async with running(sched):
+        await asyncio.sleep(1)  # one reconcile running (2 s each), two due and waiting for the slot
+        text = metrics.render()
+        assert metrics.gauge("cleanup_operator_objects", kind="CleanupPolicy") == 3
+        assert metrics.gauge("cleanup_operator_reconciles_in_flight") == 1
+        assert metrics.gauge("cleanup_operator_objects_due_waiting") == 2
+        await asyncio.sleep(10)
+        metrics.render()
+        assert metrics.gauge("cleanup_operator_objects_due_waiting") == 0
+    count = metrics.registry.get_sample_value(
+        "cleanup_operator_reconcile_duration_seconds_count", {"kind": "CleanupPolicy"}
+    )
+    assert count == 3
+    assert 'cleanup_operator_reconcile_duration_seconds_bucket{kind="CleanupPolicy",le="2.5"} 3.0' in (
+        metrics.render()
+    )
+    assert "# HELP cleanup_operator_objects " in text
