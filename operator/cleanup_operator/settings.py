@@ -101,6 +101,11 @@ def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None
     # Kopf's peering pauses Kopf's handlers, never our scheduler: it is off. Replicas coordinate
     # through our own Lease (leader.py, --leader-elect).
     settings.peering.standalone = True
+    # Exact namespaces only (the chart's namespaced mode, whose Roles grant nothing cluster-wide):
+    # no namespace or CRD scan, which would be refused (403, retried and logged) and is not needed;
+    # the CRDs are read once at start-up. Globs (Kopf's ``*?!,``) still need the namespace list.
+    if not options.all_namespaces and not any(set("*?!,") & set(ns) for ns in options.namespaces):
+        settings.scanning.disabled = True
     # Reconnect watches that go quiet (an API-server restart can leave a half-open stream).
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -52,27 +52,27 @@ app.kubernetes.io/part-of: cleanup-operator
 {{- end }}
 
 {{/*
-The operator's permissions, shared by the ClusterRole (cluster-wide mode) and each Role (namespaced mode).
-Kopf watches and patches our kinds (finalizers, progress annotations), the operator patches /status,
-reads the Secrets named in specs, and posts events.
+The operator's permissions, shared by the ClusterRole (cluster-wide mode) and each Role (namespaced mode),
+as tests/cluster/test_chart_rbac.py runs it with this chart's token. Every call it makes is a PATCH,
+never an update (PUT), and it owns no other objects (so no finalizers subresource):
+- our kinds: Kopf lists and watches them and patches them (finalizers, progress annotations); the
+  operator reads one again before its clean-up on delete, and patches annotations;
+- their /status: the operator's status patches;
+- Secrets: get, list and watch, for the label-selector watch of the Secrets labelled
+  cleanup.artifacts.dev/credentials: "true" (the operator refuses any other Secret);
+- core events: Kopf posts them (create only; it never patches or uses events.k8s.io).
 */}}
 {{- define "cleanup-operator.rules" -}}
 - apiGroups: ["cleanup.artifacts.dev"]
   resources: ["cleanuppolicies", "storageprunes", "artifactstreamsyncs"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["cleanup.artifacts.dev"]
-  resources:
-    - cleanuppolicies/status
-    - storageprunes/status
-    - artifactstreamsyncs/status
-    - cleanuppolicies/finalizers
-    - storageprunes/finalizers
-    - artifactstreamsyncs/finalizers
-  verbs: ["patch", "update"]
+  resources: ["cleanuppolicies/status", "storageprunes/status", "artifactstreamsyncs/status"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
-- apiGroups: ["", "events.k8s.io"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
