@@ -4,15 +4,13 @@ Rendering is checked for what users and auditors rely on (two replicas under lea
 security contexts, least-privilege RBAC per mode, CRDs from the models); the API server then accepts
 every rendered object (``kubectl apply --dry-run=server``), and a release goes through install,
 upgrade and uninstall. There are no nodes, so the Deployment's pod never runs: the objects must be
-accepted, and the RBAC they grant is verified with ``kubectl auth can-i`` as the ServiceAccount.
+accepted, and the RBAC they grant is verified with ``kubectl auth can-i`` as the ServiceAccount
+(test_chart_rbac.py runs the operator itself with a token of that ServiceAccount).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,24 +22,22 @@ import yaml
 from cleanup_operator import crdgen
 from cleanup_operator.api import ALL_KINDS, GROUP
 from cleanup_operator.cli import parse_args
-from cleanup_operator.testing.controlplane import CACHE_BIN, REPO_ROOT, ControlPlane
+from cleanup_operator.testing.controlplane import ControlPlane
 
+from .chart import CHART, Helm, find_helm, write_values
 from .conftest import unique
 
-CHART = REPO_ROOT / "charts" / "cleanup-operator"
-HELM = CACHE_BIN / "helm"
 PLURALS = [info.plural for info in ALL_KINDS]
 CRD_NAMES = {info.crd_name for info in ALL_KINDS}
 KEEP = "helm.sh/resource-policy"
 
 # Least privilege, as (apiGroup, resource) -> verbs. Anything else granted is a failure.
+# test_chart_rbac.py runs the operator with exactly these (and sees no refusal).
 NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
-    **{(GROUP, p): {"get", "list", "watch", "patch", "update"} for p in PLURALS},
-    **{(GROUP, f"{p}/status"): {"patch", "update"} for p in PLURALS},
-    **{(GROUP, f"{p}/finalizers"): {"patch", "update"} for p in PLURALS},
-    ("", "secrets"): {"get"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    **{(GROUP, p): {"get", "list", "watch", "patch"} for p in PLURALS},
+    **{(GROUP, f"{p}/status"): {"patch"} for p in PLURALS},
+    ("", "secrets"): {"get", "list", "watch"},
+    ("", "events"): {"create"},
 }
 #: The leader election's Role, in the release namespace only: the one Lease by name, and create.
 LEASE_RULES = [
@@ -56,66 +52,12 @@ LEASE_RULES = [
 CLUSTER_RULES = {
     **NAMESPACED_RULES,
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    ("", "namespaces"): {"list", "watch"},
 }
-
-
-@dataclass
-class Helm:
-    binary: Path
-    cp: ControlPlane
-    home: Path
-    kube_version: str
-
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "KUBECONFIG": str(self.cp.kubeconfig),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [str(self.binary), *args], env=self.env(), capture_output=True, text=True, timeout=180
-        )
-        if check and res.returncode != 0:
-            raise AssertionError(
-                f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stderr}{res.stdout}"
-            )
-        return res
-
-    def template(self, values: dict[str, Any], namespace: str, tmp: Path, release: str = "rel") -> str:
-        return self.run(
-            "template",
-            release,
-            str(CHART),
-            "--namespace",
-            namespace,
-            "--kube-version",
-            self.kube_version,
-            "--values",
-            str(write_values(tmp, values)),
-        ).stdout
-
-
-def write_values(tmp: Path, values: dict[str, Any]) -> Path:
-    path = tmp / f"values-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
 
 
 @pytest.fixture(scope="module")
 def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    if not (HELM.is_file() and os.access(HELM, os.X_OK)):
-        message = f"helm not found at {HELM}: run `bash hack/tools.sh` (or `make tools`) to build it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)["serverVersion"]
-    # The chart declares kubeVersion; `helm template` must be told the cluster's, as Argo CD does.
-    return Helm(HELM, control_plane, tmp_path_factory.mktemp("helm-home"), version["gitVersion"])
+    return find_helm(control_plane, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +104,17 @@ def rules_map(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
 
 @pytest.mark.parametrize(
     "values",
-    [{}, namespaced_values("team-a", "team-b"), {"crds": {"install": False, "keep": False}}],
-    ids=["cluster-wide", "namespaced", "no-crds"],
+    [
+        {},
+        namespaced_values("team-a", "team-b"),
+        {"crds": {"install": False, "keep": False}},
+        {
+            "allowedHosts": ["*.jfrog.io", "127.0.0.1:8443"],
+            "allowInsecureHttp": True,
+            "allowInsecureTls": True,
+        },
+    ],
+    ids=["cluster-wide", "namespaced", "no-crds", "endpoints"],
 )
 def test_lint(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> None:
     res = helm.run("lint", "--strict", str(CHART), "--values", str(write_values(tmp_path, values)))
@@ -181,6 +132,13 @@ def test_lint(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> None:
         ({"replicaCount": 2}, "replicaCount"),  # one replica is not a choice: Kopf has no leader election
         ({"logFormat": "xml"}, "/logFormat"),
         ({"metrics": {"enabled": True, "port": 8080}}, "metrics.port and liveness.port must differ"),
+        ({"allowedHosts": ["https://acme.jfrog.io"]}, "/allowedHosts/0"),  # a host, not a URL
+        ({"allowedHosts": ["a.jfrog.io,b.jfrog.io"]}, "/allowedHosts/0"),  # one host per entry
+        ({"allowedHosts": ["admin@acme.jfrog.io"]}, "/allowedHosts/0"),
+        ({"allowedHosts": [""]}, "/allowedHosts/0"),
+        ({"allowedHosts": "*.jfrog.io"}, "/allowedHosts"),
+        ({"allowInsecureHttp": "true"}, "/allowInsecureHttp"),
+        ({"allowInsecureTls": 1}, "/allowInsecureTls"),
     ],
     ids=[
         "namespaced-without-namespaces",
@@ -190,6 +148,13 @@ def test_lint(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> None:
         "unknown-key",
         "bad-log-format",
         "port-clash",
+        "allowed-host-url",
+        "allowed-hosts-comma",
+        "allowed-host-userinfo",
+        "allowed-host-empty",
+        "allowed-hosts-not-a-list",
+        "insecure-http-not-bool",
+        "insecure-tls-not-bool",
     ],
 )
 def test_bad_values_are_refused(helm: Helm, tmp_path: Path, values: dict[str, Any], error: str) -> None:
@@ -276,6 +241,13 @@ def check_deployment(docs: list[dict[str, Any]], release_ns: str, watched: list[
     assert options.log_format == "json"
     assert options.liveness == "http://0.0.0.0:8080/healthz"
     assert options.leader_elect and options.leader_elect_namespace == release_ns
+    # By default no vendor host is allowed, and neither plain http nor insecureSkipVerify.
+    assert "--allowed-hosts" not in args
+    assert (options.allowed_hosts, options.allow_insecure_http, options.allow_insecure_tls) == (
+        (),
+        False,
+        False,
+    )
 
     probe = container["livenessProbe"]["httpGet"]
     assert probe == {"path": "/healthz", "port": "health"}
@@ -376,6 +348,31 @@ def test_render_metrics_and_extra_args(helm: Helm, namespaces: dict[str, str], t
     assert not by_kind(docs_of(helm.template({}, namespaces["release"], tmp_path)), "Service")
 
 
+def test_render_endpoint_values(helm: Helm, namespaces: dict[str, str], tmp_path: Path) -> None:
+    hosts = ["*.jfrog.io", "app.harness.io", "127.0.0.1:8443", "[::1]:*"]
+    values = {"allowedHosts": hosts, "allowInsecureHttp": True, "allowInsecureTls": True}
+    docs = docs_of(helm.template(values, namespaces["release"], tmp_path))
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    # One --allowed-hosts per entry, in order (each a glob the operator matches on its own).
+    flagged = [args[i + 1] for i, a in enumerate(args) if a == "--allowed-hosts"]
+    assert flagged == hosts
+    assert args.count("--allow-insecure-http") == 1 and args.count("--allow-insecure-tls") == 1
+    options = parse_args(args)
+    assert options.allowed_hosts == tuple(hosts)
+    assert options.allow_insecure_http is True and options.allow_insecure_tls is True
+    policy = options.endpoints()
+    assert policy.host_allowed("acme.jfrog.io", 443) and policy.host_allowed("::1", 6443)
+    assert not policy.host_allowed("127.0.0.1", 443) and not policy.host_allowed("jfrog.io.evil", 443)
+
+    # Each flag on its own, and off when false.
+    args = one(
+        docs_of(helm.template({"allowInsecureTls": True}, namespaces["release"], tmp_path)), "Deployment"
+    )["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allow-insecure-tls" in args and "--allow-insecure-http" not in args
+    assert "--allowed-hosts" not in args
+
+
 # The API server accepts what is rendered.
 
 
@@ -429,6 +426,9 @@ def test_release_cluster_wide(helm: Helm, control_plane: ControlPlane, tmp_path:
         res = helm.run("install", release, str(CHART), "--namespace", ns, "--take-ownership")
         assert "STATUS: deployed" in res.stdout
         assert "kubectl get cleanup -A" in res.stdout  # NOTES.txt
+        # The default allows no vendor host, and NOTES say so and how to set it.
+        assert "WARNING: allowedHosts is empty, so the operator refuses every vendor host" in res.stdout
+        assert f"helm upgrade {release} <chart> -n {ns} --reuse-values --set 'allowedHosts=" in res.stdout
         deploy = get_json(cp, "deployment", name, "-n", ns)
         assert deploy is not None
         assert deploy["spec"]["strategy"]["type"] == "RollingUpdate" and deploy["spec"]["replicas"] == 2
@@ -449,12 +449,15 @@ def test_release_cluster_wide(helm: Helm, control_plane: ControlPlane, tmp_path:
             assert can_i(cp, sa, "patch", f"{resource}.{GROUP}", "--subresource=status", "-n", "default")
             assert not can_i(cp, sa, "delete", f"{resource}.{GROUP}", "-n", "default")
             assert not can_i(cp, sa, "create", f"{resource}.{GROUP}", "-n", "default")
-        assert can_i(cp, sa, "get", "secrets", "-n", "default")
-        assert not can_i(cp, sa, "list", "secrets", "-n", "default")
+            assert not can_i(cp, sa, "update", f"{resource}.{GROUP}", "--subresource=status", "-n", "default")
+        for verb in ("get", "list", "watch"):  # the label-selector watch of labelled Secrets
+            assert can_i(cp, sa, verb, "secrets", "-n", "default")
+        assert not can_i(cp, sa, "create", "secrets", "-n", "default")
         assert can_i(cp, sa, "create", "events", "-n", "default")
-        assert can_i(cp, sa, "create", "events.events.k8s.io", "-n", "default")
+        assert not can_i(cp, sa, "patch", "events", "-n", "default")
+        assert not can_i(cp, sa, "create", "events.events.k8s.io", "-n", "default")
         assert can_i(cp, sa, "watch", "customresourcedefinitions.apiextensions.k8s.io")
-        assert can_i(cp, sa, "list", "namespaces")
+        assert not can_i(cp, sa, "list", "namespaces")  # cluster-wide, Kopf never lists them
         assert not can_i(cp, sa, "update", "customresourcedefinitions.apiextensions.k8s.io")
         assert not can_i(cp, sa, "get", "configmaps", "-n", "default")
         assert can_i(cp, sa, "update", f"leases.coordination.k8s.io/{name}", "-n", ns)
@@ -468,13 +471,20 @@ def test_release_cluster_wide(helm: Helm, control_plane: ControlPlane, tmp_path:
             "--namespace",
             ns,
             "--values",
-            str(write_values(tmp_path, {"metrics": {"enabled": True, "port": 9100}})),
+            str(
+                write_values(
+                    tmp_path, {"metrics": {"enabled": True, "port": 9100}, "allowedHosts": ["*.jfrog.io"]}
+                )
+            ),
         )
         assert "STATUS: deployed" in res.stdout and "REVISION: 2" in res.stdout
+        assert "allowedHosts is empty" not in res.stdout
+        assert "Vendor hosts the operator may send credentials to (allowedHosts): *.jfrog.io." in res.stdout
         deploy = get_json(cp, "deployment", name, "-n", ns)
         assert deploy is not None
         args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[args.index("--metrics-port") + 1] == "9100"
+        assert parse_args(args).allowed_hosts == ("*.jfrog.io",)
         assert get_json(cp, "service", f"{name}-metrics", "-n", ns) is not None
         assert crd_uids(cp) == before  # updated in place, never recreated
 
@@ -518,9 +528,12 @@ def test_release_namespaced(helm: Helm, control_plane: ControlPlane, tmp_path: P
 
         assert can_i(cp, sa, "patch", f"storageprunes.{GROUP}", "--subresource=status", "-n", team_a)
         assert can_i(cp, sa, "watch", f"cleanuppolicies.{GROUP}", "-n", team_a)
-        assert can_i(cp, sa, "get", "secrets", "-n", team_a)
+        for verb in ("get", "list", "watch"):
+            assert can_i(cp, sa, verb, "secrets", "-n", team_a)
         assert can_i(cp, sa, "create", "events", "-n", team_a)
         assert not can_i(cp, sa, "get", "secrets", "-n", other)
+        assert not can_i(cp, sa, "list", "secrets", "-n", other)
+        assert not can_i(cp, sa, "list", "secrets", "--all-namespaces")
         assert not can_i(cp, sa, "watch", f"cleanuppolicies.{GROUP}", "-n", other)
         assert not can_i(cp, sa, "watch", f"cleanuppolicies.{GROUP}", "--all-namespaces")
         assert not can_i(cp, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")
