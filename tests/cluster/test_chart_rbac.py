@@ -7,12 +7,13 @@ with the chart's own args and a kubeconfig holding only that token (not the suit
 deleted through its finalizer, and the operator's log shows no refusal from the API server: a
 missing rule would show up there (Kopf logs a 403 it can live with as "Not enough permissions").
 In namespaced mode, a resource in a namespace the release does not list is never touched, and the
-token cannot read a Secret there.
+token cannot read a Secret there. The module has a control plane of its own (see ``control_plane``).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import re
 import ssl
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ import pytest
 import yaml
 
 from cleanup_operator.api.common import FINALIZER
-from cleanup_operator.testing.controlplane import ControlPlane, free_port
+from cleanup_operator.testing.controlplane import ControlPlane, ControlPlaneError, free_port
 from cleanup_operator.testing.simulators import SimulatorServer
 
 from .chart import ChartOperator, Helm, Release, find_helm, run_as_release
@@ -58,6 +59,25 @@ REFUSAL = re.compile(r"forbidden|not enough permissions|(?<![\w.:-])403(?![\w.:-
 
 
 @pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A cluster of this module's own (overriding the session's): "all namespaces" means every
+    namespace of the cluster, and the other tests' objects (some still being deleted) must neither
+    be touched by this operator nor stand in its way."""
+    cp = ControlPlane(tmp_path_factory.mktemp("chart-rbac-controlplane"))
+    try:
+        cp.start()
+    except ControlPlaneError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"control plane did not start: {exc}")
+        pytest.skip(f"control plane not available: {exc}")
+    try:
+        cp.install_crds()
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="module")
 def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
     return find_helm(control_plane, tmp_path_factory)
 
@@ -68,7 +88,7 @@ def chart_values(sim: SimulatorServer, **values: Any) -> dict[str, Any]:
     url = urlsplit(sim.url("jfrog"))
     assert url.hostname in ("127.0.0.1", "::1", "localhost"), url  # only loopback targets
     return {
-        "crds": {"install": False, "keep": True},  # the session installed them; the release leaves them be
+        "crds": {"install": False, "keep": True},  # installed with the cluster; the release leaves them be
         "allowedHosts": [url.hostname],
         "allowInsecureHttp": url.scheme == "http",
         "extraArgs": ["--verbose"],
