@@ -48,6 +48,7 @@ from .conftest import (
     resync,
     scsync,
     sourcecraft,
+    trust_simulators,
     unique,
     wait_until,
 )
@@ -84,7 +85,7 @@ def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
 
 def chart_values(sim: SimulatorServer, **values: Any) -> dict[str, Any]:
     """What a test must add to the chart's defaults, through the chart's own values: the
-    simulators' host (and plain http while they serve it), and --verbose for the log check."""
+    simulators' host (and plain http, should they serve it), and --verbose for the log check."""
     url = urlsplit(sim.url("jfrog"))
     assert url.hostname in ("127.0.0.1", "::1", "localhost"), url  # only loopback targets
     return {
@@ -131,8 +132,9 @@ def install(helm: Helm, control_plane: ControlPlane, tmp_path: Path) -> Iterator
 
 
 @pytest.fixture
-def namespaces(control_plane: ControlPlane, install: Install) -> Iterator[dict[str, Kube]]:
-    """Two namespaces with workloads, and one the namespaced release does not list.
+def namespaces(control_plane: ControlPlane, install: Install, sim_ca_pem: str) -> Iterator[dict[str, Kube]]:
+    """Two namespaces with workloads, and one the namespaced release does not list, each with the
+    ``sim-ca`` Secret the builders' ``caSecretRef`` names.
 
     Torn down before ``install`` (which it names for that): our objects are deleted while the
     operator still runs, so their finalizers are released and the namespaces do not hang.
@@ -140,6 +142,7 @@ def namespaces(control_plane: ControlPlane, install: Install) -> Iterator[dict[s
     kubes = {key: Kube(control_plane, unique(f"chart-{key}")) for key in ("a", "b", "other")}
     for kube in kubes.values():
         control_plane.kubectl("create", "namespace", kube.ns)
+        trust_simulators(kube, sim_ca_pem)
     yield kubes
     kinds = ",".join(f"{plural}.{GROUP}" for plural in (CPOL, SPRUNE, ASS))
     for kube in kubes.values():
