@@ -23,6 +23,7 @@ import pytest
 
 from cleanup_operator.testing.controlplane import ControlPlane
 from cleanup_operator.testing.simulators import SimulatorServer, build_server
+from cleanup_operator.testing.tls import SimulatorCA
 
 from .conftest import (
     CPOL,
@@ -39,6 +40,7 @@ from .conftest import (
     prune,
     ready,
     starts,
+    trust_simulators,
     wait_until,
 )
 
@@ -107,10 +109,11 @@ def micro(text: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def own_sim_server() -> Iterator[SimulatorServer]:
+def own_sim_server(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
     """A simulator of these tests' own: its call log holds only the calls of the two replicas
-    (the session's simulator also serves the session operator, whose objects may still be busy)."""
-    server = build_server().start_in_thread()
+    (the session's simulator also serves the session operator, whose objects may still be busy).
+    It serves https with the session's CA, as every simulator of the cluster tier does."""
+    server = build_server(ssl_context=sim_ca.server_context()).start_in_thread()
     yield server
     server.stop_thread()
 
@@ -123,11 +126,14 @@ def sim(own_sim_server: SimulatorServer) -> Iterator[SimulatorServer]:
 
 
 @pytest.fixture
-def pair(control_plane: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pair]:
+def pair(
+    control_plane: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest, sim_ca_pem: str
+) -> Iterator[Pair]:
     ns = f"le-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", ns)
     kube = Kube(control_plane, ns)
     kube.secret("jfrog", token="test-token")
+    trust_simulators(kube, sim_ca_pem)
     p = Pair(control_plane, kube, tmp_path)
     yield p
     if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
