@@ -98,6 +98,7 @@ build_base() {
     if [ -s "$f" ]; then mirror=("$f"); break; fi
   done
   log "building base $BASE_IMAGE with mmdebstrap ($BASE_SUITE: $BASE_PACKAGES; first run only)"
+  local started=$SECONDS
   local tar="$PODMAN_HOME/base.tar"
   mmdebstrap --quiet --variant=apt --include="$BASE_PACKAGES" \
     --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -112,6 +113,7 @@ build_base() {
     --change 'CMD ["python3"]' \
     "$tar" "$BASE_IMAGE" >/dev/null
   rm -f "$tar"
+  log "base built in $((SECONDS - started)) s"
 }
 
 setup() {
@@ -125,9 +127,14 @@ build() {
   local ca=()
   [ -s "$HOST_CA" ] && ca=(-v "$HOST_CA:$HOST_CA:ro")
   log "building $IMAGE from the Dockerfile (PYTHON_IMAGE=$BASE_IMAGE)"
+  local started=$SECONDS
   podman build --quiet --pull=never --network host "${ca[@]}" \
     --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \
     --tag "$IMAGE" "$ROOT" >/dev/null
+  log "built in $((SECONDS - started)) s, $(podman image inspect --format "{{.Size}}" "$IMAGE" | numfmt --to=si)B"
+  # Each change of the tree leaves the previous build's layers behind: drop those unused for a week
+  # (the current build's cache is younger), so the storage does not grow without bound.
+  podman image prune --force --filter until=168h >/dev/null
   echo "$IMAGE"
 }
 
