@@ -34,7 +34,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from cleanup_operator.testing.controlplane import REPO_ROOT, ControlPlane, free_port
+from cleanup_operator.testing.controlplane import REPO_ROOT, ControlPlane, _die_with_parent, free_port
 
 from .conftest import (
     ASS,
@@ -285,12 +285,11 @@ def run_flags(pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
 class Container(Operator):
     """The operator in its container; ``podman run`` in the foreground, its output the log."""
 
-    def __init__(self, podman: Podman, name: str, log_path: Path, argv: list[str]) -> None:
+    def __init__(self, cp: ControlPlane, podman: Podman, name: str, log_path: Path, argv: list[str]) -> None:
+        super().__init__(cp, log_path)
         self.podman = podman
         self.name = name
-        self.log_path = log_path
         self.argv = argv
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Container:
         log = open(self.log_path, "ab")  # noqa: SIM115
@@ -299,6 +298,8 @@ class Container(Operator):
             env=self.podman.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # A test run that dies takes the container with it: podman passes the SIGTERM on.
+            preexec_fn=_die_with_parent,
         )
         log.close()
         return self
@@ -410,7 +411,7 @@ def deployed(image: Image, helm: Helm, control_plane: ControlPlane, tmp_path: Pa
             *args,
         ]
         container = Container(
-            image.podman, f"cleanup-operator-{release}", tmp_path / "operator.log", argv
+            cp, image.podman, f"cleanup-operator-{release}", tmp_path / "operator.log", argv
         ).start()
         yield Deployed(
             container,
