@@ -30,16 +30,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
-import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from cleanup_operator.testing.controlplane import REPO_ROOT, ControlPlane, _die_with_parent, free_port
 
+from .chart import Helm, find_helm, mint_token, token_kubeconfig
 from .conftest import (
     ASS,
     CPOL,
-    SIM_FLAGS,
     SPRUNE,
     Kube,
     Operator,
@@ -51,10 +50,10 @@ from .conftest import (
     ready,
     scsync,
     sourcecraft,
+    trust_simulators,
     unique,
     wait_until,
 )
-from .test_helm import CHART, HELM, Helm, write_values
 
 if TYPE_CHECKING:
     from cleanup_operator.testing.simulators import SimulatorServer
@@ -221,10 +220,7 @@ def test_image_ships_the_runtime_dependencies_only(image: Image) -> None:
 
 @pytest.fixture(scope="module")
 def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    if not (HELM.is_file() and os.access(HELM, os.X_OK)):
-        missing(f"helm not found at {HELM}: run `bash hack/tools.sh` (or `make tools`) to build it")
-    version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)["serverVersion"]
-    return Helm(HELM, control_plane, tmp_path_factory.mktemp("helm-home"), version["gitVersion"])
+    return find_helm(control_plane, tmp_path_factory)
 
 
 def quantity_bytes(value: str) -> int:
@@ -328,27 +324,15 @@ class Deployed:
     memory_limit: int
 
 
-def token_kubeconfig(cp: ControlPlane, token: str, path: Path, uid: int, gid: int) -> Path:
-    """A kubeconfig with the server, the cluster CA and ``token``: no other credential. Readable by the
-    container's user only, as the kubelet's projected token is."""
-    (cluster,) = yaml.safe_load(cp.kubeconfig.read_text())["clusters"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "cluster", "cluster": cluster["cluster"]}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "cluster", "user": "operator"}}],
-        "current-context": "operator",
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
-    with os.fdopen(fd, "w") as f:
-        json.dump(config, f)
-    os.chown(path, uid, gid)
-    return path
-
-
 @pytest.fixture
-def deployed(image: Image, helm: Helm, control_plane: ControlPlane, tmp_path: Path) -> Iterator[Deployed]:
+def deployed(
+    image: Image,
+    helm: Helm,
+    control_plane: ControlPlane,
+    sim: SimulatorServer,
+    sim_ca_pem: str,
+    tmp_path: Path,
+) -> Iterator[Deployed]:
     """The chart installed (namespaced, watching one namespace), and its Deployment's container run
     from the image with the release ServiceAccount's token."""
     cp = control_plane
@@ -358,32 +342,33 @@ def deployed(image: Image, helm: Helm, control_plane: ControlPlane, tmp_path: Pa
     release = unique("img")
     repository, _, tag = image.ref.rpartition(":")
     health_port, metrics_port = free_port(), free_port()
+    url = urlsplit(sim.url("jfrog"))
+    assert url.hostname == "127.0.0.1", url  # only loopback targets
     values = {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        # What the test must add, through the chart's own values: the simulators' host.
+        "allowedHosts": [url.hostname],
+        "allowInsecureHttp": url.scheme == "http",
+        "extraArgs": ["--verbose"],
         "crds": {"install": False, "keep": True},  # the session installed them
         "watch": {"allNamespaces": False, "namespaces": [watched]},
         "liveness": {"port": health_port},
         "metrics": {"enabled": True, "port": metrics_port},
     }
-    helm.run(
-        "install", release, str(CHART), "-n", release_ns, "--values", str(write_values(tmp_path, values))
-    )
+    installed = helm.install(release, release_ns, values, tmp_path)
     container: Container | None = None
     try:
-        deploy = json.loads(
-            cp.kubectl(
-                "get", "deployment", f"{release}-cleanup-operator", "-n", release_ns, "-o", "json"
-            ).stdout
-        )
-        pod = deploy["spec"]["template"]["spec"]
+        pod = installed.deployment()["spec"]["template"]["spec"]
         (spec,) = pod["containers"]
         assert spec["image"] == image.ref
 
-        token = cp.kubectl("create", "token", pod["serviceAccountName"], "-n", release_ns).stdout.strip()
+        # Only a token of the release's ServiceAccount, readable by the container's user only (as the
+        # kubelet's projected token is).
+        token = mint_token(cp, release_ns, installed.service_account())
+        kubeconfig = token_kubeconfig(cp, token, tmp_path / "kubeconfig")
         sc = {**pod.get("securityContext", {}), **spec.get("securityContext", {})}
-        kubeconfig = token_kubeconfig(
-            cp, token, tmp_path / "kubeconfig", int(sc["runAsUser"]), int(sc["runAsGroup"])
-        )
+        os.chown(kubeconfig, int(sc["runAsUser"]), int(sc["runAsGroup"]))
+        kubeconfig.chmod(0o400)
 
         args = list(spec["args"])
         # The one change to the chart's args: the pod's 0.0.0.0 is this machine's every address here
@@ -392,8 +377,6 @@ def deployed(image: Image, helm: Helm, control_plane: ControlPlane, tmp_path: Pa
         health = urlsplit(args[i])
         assert health.port == health_port
         args[i] = urlunsplit(health._replace(netloc=f"127.0.0.1:{health_port}"))
-        # The simulators serve loopback in plain http: the operator refuses both unless told.
-        args += [*SIM_FLAGS, "--verbose"]
 
         argv = [
             "--rm",
@@ -413,9 +396,11 @@ def deployed(image: Image, helm: Helm, control_plane: ControlPlane, tmp_path: Pa
         container = Container(
             cp, image.podman, f"cleanup-operator-{release}", tmp_path / "operator.log", argv
         ).start()
+        kube = Kube(cp, watched)
+        trust_simulators(kube, sim_ca_pem)  # the Secret the builders' caSecretRef names
         yield Deployed(
             container,
-            Kube(cp, watched),
+            kube,
             f"http://127.0.0.1:{health_port}/healthz",
             f"http://127.0.0.1:{metrics_port}/metrics",
             int(pod.get("terminationGracePeriodSeconds", 30)),
@@ -425,7 +410,7 @@ def deployed(image: Image, helm: Helm, control_plane: ControlPlane, tmp_path: Pa
         if container is not None:
             container.stop()
             print(container.logs()[-8000:])
-        helm.run("uninstall", release, "-n", release_ns, "--ignore-not-found", check=False)
+        installed.uninstall()
         for ns in (release_ns, watched):
             cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
