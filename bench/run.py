@@ -644,11 +644,36 @@ class Bench:
             stderr=subprocess.DEVNULL,
         )
 
-    @staticmethod
-    def _stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
+    def _stop_profiler(self, proc: subprocess.Popen[bytes] | None) -> None:
         if proc is not None:
             proc.send_signal(2)  # SIGINT: py-spy writes what it sampled
             proc.wait(60)
+            path = Path(self.results["profile"])
+            if path.exists():
+                self.results["profile"] = {"file": str(path), **summarize_profile(path)}
+
+
+def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
+    """py-spy's raw (collapsed) stacks: the share of the operator's busy samples in each function,
+    itself and with what it calls (idle waits are not sampled)."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] += count
+        own[frames[-1]] += count
+
+    def shares(counter: Counter[str]) -> list[list[Any]]:
+        return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)] if total else []
+
+    return {"samples": total, "inclusivePercent": shares(inclusive), "selfPercent": shares(own)}
 
 
 def _spawn_floor(kubeconfig: Path, namespace: str, count: int) -> subprocess.Popen[str]:
