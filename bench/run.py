@@ -358,7 +358,7 @@ class Options:
 
     @property
     def ready_timeout(self) -> float:
-        return self.timeout or max(120.0, self.count * 0.3)
+        return self.timeout or max(300.0, self.count * 0.6)
 
 
 class Bench:
