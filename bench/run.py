@@ -15,6 +15,9 @@ Scenarios (``--scenarios``, comma-separated; default all that apply):
   and metadata patches, events), vendor GETs per object per interval, operator CPU %.
 - ``restart``: the operator killed (SIGKILL) and started again: seconds until it checked every
   object (a GET of each policy), and the writes it made (none should be).
+- ``failover``: every operator runs with ``--leader-elect``; a standby is started and left to list
+  and index every object, then the leader is killed (SIGKILL): seconds until the new leader checked
+  every object, and the writes it made (none should be).
 - ``harness``: 200 ArtifactStreamSyncs on one Harness account, under the simulator's documented
   limit (30 requests per 60 s): seconds to all Ready, the least the limit allows, 429s received.
 
@@ -51,7 +54,7 @@ from .sim import ACCOUNT, stream_id
 ROOT = Path(__file__).resolve().parent.parent
 CPOL = "cleanuppolicies"
 ASS = "artifactstreamsyncs"
-ALL_SCENARIOS = ("floor", "startup", "create", "steady", "restart", "harness")
+ALL_SCENARIOS = ("floor", "startup", "create", "steady", "restart", "failover", "harness")
 CREATE_CONCURRENCY = 32
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The simulators listen on loopback in plain http; the operator refuses both unless told.
@@ -386,6 +389,13 @@ class Bench:
             f"--harness-window={self.o.harness_window}",
             *SIM_FLAGS,
         ]
+        if "failover" in self.o.scenarios:
+            identity = log.removesuffix(".log")
+            args += [
+                "--leader-elect",
+                f"--leader-elect-namespace={self.ns_op}",
+                f"--leader-elect-identity={identity}",
+            ]
         return OperatorProcess(self.cp, self.o.workdir / log, args)
 
     async def run(self) -> dict[str, Any]:
@@ -419,6 +429,8 @@ class Bench:
                 self.results["operator"] = {"memoryMiB": op.memory_mib(), "cpuSeconds": op.cpu_seconds()}
                 if "restart" in self.o.scenarios:
                     op = await self._restart(kube, sim, tracker, op)
+                if "failover" in self.o.scenarios:
+                    op = await self._failover(sim, tracker, op)
             if "harness" in self.o.scenarios:
                 await self._harness(kube, sim, op)
             await tracker.stop()
@@ -574,22 +586,7 @@ class Bench:
         killed = time.time()
         fresh = self._operator("operator-restarted.log")
         keys = set(self.names)
-        deadline = time.monotonic() + self.o.ready_timeout
-        checked: dict[str, float] = {}
-        while time.monotonic() < deadline and len(checked) < len(keys):
-            await asyncio.sleep(0.5)
-            for c in await sim.refresh():
-                m = _POLICY_PATH.search(c[2]) if c[4] >= killed and c[1] == "GET" else None
-                if m is not None and m.group(1) in keys:
-                    checked.setdefault(m.group(1), c[4])
-        await asyncio.sleep(2)
-        end = time.time()
-        await sim.refresh()
-        writes = sum(
-            1
-            for c in sim.calls
-            if c[0] == "jfrog" and c[4] >= killed and c[1] != "GET" and _POLICY_PATH.search(c[2])
-        )
+        checked, writes, end = await self._checked_since(sim, killed, keys)
         self.results["restart"] = {
             "checked": len(checked),
             "toFirstCheckSeconds": round(min(checked.values()) - fresh.started, 2) if checked else None,
@@ -600,6 +597,58 @@ class Bench:
             **tracker.writes_between(killed, end),
         }
         return fresh
+
+    async def _checked_since(
+        self, sim: Simulators, since: float, keys: set[str]
+    ) -> tuple[dict[str, float], int, float]:
+        """When each policy was first read after ``since``; the vendor writes since; the end."""
+        deadline = time.monotonic() + self.o.ready_timeout
+        checked: dict[str, float] = {}
+        while time.monotonic() < deadline and len(checked) < len(keys):
+            await asyncio.sleep(0.5)
+            for c in await sim.refresh():
+                m = _POLICY_PATH.search(c[2]) if c[4] >= since and c[1] == "GET" else None
+                if m is not None and m.group(1) in keys:
+                    checked.setdefault(m.group(1), c[4])
+        await asyncio.sleep(2)
+        end = time.time()
+        await sim.refresh()
+        writes = sum(
+            1
+            for c in sim.calls
+            if c[0] == "jfrog" and c[4] >= since and c[1] != "GET" and _POLICY_PATH.search(c[2])
+        )
+        return checked, writes, end
+
+    async def _failover(self, sim: Simulators, tracker: Tracker, leader: OperatorProcess) -> OperatorProcess:
+        """A warm standby, then the leader killed: until the new leader checked every object."""
+        standby = self._operator("operator-standby.log")
+        # Warm: its watches listed and indexed every object once its CPU use settles.
+        warm_deadline = time.monotonic() + self.o.ready_timeout
+        last = -1.0
+        while time.monotonic() < warm_deadline:
+            await asyncio.sleep(2)
+            cpu = standby.cpu_seconds()
+            if cpu - last < 0.05:
+                break
+            last = cpu
+        warmed = time.time() - standby.started
+        leader.kill()
+        killed = time.time()
+        keys = set(self.names)
+        checked, writes, end = await self._checked_since(sim, killed, keys)
+        self.results["failover"] = {
+            "standbyWarmSeconds": round(warmed, 1),
+            "checked": len(checked),
+            "toFirstCheckSeconds": round(min(checked.values()) - killed, 2) if checked else None,
+            "toAllCheckedSeconds": round(max(checked.values()) - killed, 2)
+            if len(checked) == len(keys)
+            else None,
+            "leaseDurationSeconds": 15,
+            "vendorWrites": writes,
+            **tracker.writes_between(killed, end),
+        }
+        return standby
 
     async def _harness(self, kube: Kube, sim: Simulators, op: OperatorProcess | None) -> None:
         if op is None or not op.alive():
@@ -749,6 +798,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, bool]]:
         out.append(("restart: every object checked again", restart["checked"] == n, True))
         quiet = restart["vendorWrites"] + restart["statusPatches"] + restart["metadataPatches"] == 0
         out.append(("restart: 0 writes", quiet, True))
+    failover = results.get("failover")
+    if failover:
+        out.append(("failover: the new leader checked every object", failover["checked"] == n, True))
+        quiet = failover["vendorWrites"] + failover["statusPatches"] + failover["metadataPatches"] == 0
+        out.append(("failover: 0 writes", quiet, True))
     harness = results.get("harness")
     if harness:
         out.append((f"harness: all {harness['objects']} Ready", bool(harness["allReady"]), True))
