@@ -400,6 +400,7 @@ class CleanupPolicyReconciler:
             for _ in range(3):
                 if FINALIZER in finalizers:
                     return True
+                self.ctx.ensure_leader("finalizer patch")  # a write, like a status patch
                 kube = self.ctx.kube
                 if await kube.add_finalizer(
                     self.kind.plural, obj.namespace, obj.name, (*finalizers, FINALIZER), version
