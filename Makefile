@@ -58,8 +58,9 @@ demo: $(STAMP) tools
 mutation: $(STAMP)
 	PY=$(abspath $(PY)) bash hack/mutation.sh
 
+# The full bench (not part of `make test`; its 20-object smoke is): BENCH_ARGS="--count 100" etc.
 bench: $(STAMP) tools
-	$(PY) bench/reconcile_1000.py
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
