@@ -268,7 +268,8 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
     resource = (GROUP, VERSION, kind.plural)
     index_id = f"{kind.plural}_claims"
 
-    def claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, ...]] | None:
+    # Async, so Kopf calls it on the loop: a sync handler goes through a thread pool per event.
+    async def claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, ...]] | None:
         factory = state.factories[kind.plural]
         claim_key = getattr(factory, "claim_key", None)
         key = claim_key(body) if claim_key else None

@@ -77,7 +77,14 @@ class KubeAPI:
                 auth=httpx.BasicAuth(info.username, info.password)
                 if info.username and info.password
                 else None,
-                transport=_Unreachable(httpx.AsyncHTTPTransport(verify=tls_context(info))),
+                # Every connection kept alive: beyond httpx's default of 20, a burst of status
+                # patches closed and re-opened TLS connections (a handshake each, both sides).
+                transport=_Unreachable(
+                    httpx.AsyncHTTPTransport(
+                        verify=tls_context(info),
+                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+                    )
+                ),
                 timeout=httpx.Timeout(30.0),
             )
         )
@@ -157,6 +164,25 @@ class KubeAPI:
             raise KubeError(
                 f"annotating {plural}/{namespace}/{name}: HTTP {resp.status_code}", resp.status_code
             )
+
+    async def add_finalizer(
+        self, plural: str, namespace: str, name: str, finalizers: tuple[str, ...], resource_version: str
+    ) -> bool:
+        """Set ``metadata.finalizers`` with one merge patch, on the version we saw only (the
+        resourceVersion in the patch is a precondition); False when the object changed or is gone."""
+        resp = await self._client.patch(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}",
+            json={"metadata": {"finalizers": list(finalizers), "resourceVersion": resource_version}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        if resp.status_code in (404, 409):
+            return False
+        if resp.status_code >= 400:
+            raise KubeError(
+                f"adding the finalizer to {plural}/{namespace}/{name}: HTTP {resp.status_code}",
+                resp.status_code,
+            )
+        return True
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]

@@ -29,9 +29,10 @@ from typing import Any
 
 from .. import decisions
 from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
-from ..api.common import ADOPT, APPROVE, Connection, parse_duration
+from ..api.common import ADOPT, APPROVE, FINALIZER, Connection, parse_duration
 from ..credentials import CredentialsError
 from ..decisions import Act
+from ..kube import KubeError
 from ..runtime import Context, Event, Obj, Outcome, Retry
 from ..schedule import Cron
 from ..vendors import jfrog
@@ -294,17 +295,23 @@ class CleanupPolicyReconciler:
         url = jfrog_claim_url(obj.spec) or spec.connection.url
         owned = owned_policy(b.data)
         pending = b.get("createPending")
-        decision = decisions.policy_ownership(
-            url=url,
-            key=key,
-            owned=owned,
-            pending=pending if isinstance(pending, dict) else None,
-            exists=current is not None,
-            digest=policy_digest(current) if current is not None else None,
-            adopt=obj.annotations.get(ADOPT),
-            adopted_before=bool(b.get("adoptedPolicy")),
-            guarded=obj.guarded,
-        )
+
+        def ownership(guarded: bool) -> decisions.Decision:
+            return decisions.policy_ownership(
+                url=url,
+                key=key,
+                owned=owned,
+                pending=pending if isinstance(pending, dict) else None,
+                exists=current is not None,
+                digest=policy_digest(current) if current is not None else None,
+                adopt=obj.annotations.get(ADOPT),
+                adopted_before=bool(b.get("adoptedPolicy")),
+                guarded=guarded,
+            )
+
+        decision = ownership(obj.guarded)
+        if decision.act == Act.WAIT and await self._add_finalizer(obj):
+            decision = ownership(True)
         wrote = False
         if decision.act == Act.NOTHING:
             if decision.reason != IDENTITY_CHANGED:
@@ -381,6 +388,33 @@ class CleanupPolicyReconciler:
             return poll
         tick = self.next_tick_delay(obj, spec, b)
         return min(interval_of(spec.interval), tick) if tick is not None else interval_of(spec.interval)
+
+    async def _add_finalizer(self, obj: Obj) -> bool:
+        """Put our finalizer on the object ourselves (Kopf's, the same string) instead of waiting a
+        Kopf round-trip for it; True once the API server holds it (ours or Kopf's, read back after a
+        conflict). False when the object is being deleted or gone: then nothing is created."""
+        if obj.deleting or not obj.resource_version:
+            return False
+        finalizers, version = obj.finalizers, obj.resource_version
+        try:
+            for _ in range(3):
+                if FINALIZER in finalizers:
+                    return True
+                self.ctx.ensure_leader("finalizer patch")  # a write, like a status patch
+                kube = self.ctx.kube
+                if await kube.add_finalizer(
+                    self.kind.plural, obj.namespace, obj.name, (*finalizers, FINALIZER), version
+                ):
+                    return True
+                # Changed since we saw it (Kopf may just have added the same finalizer): read it again.
+                fresh = await kube.get_object(self.kind.plural, obj.namespace, obj.name)
+                meta = (fresh or {}).get("metadata") or {}
+                if meta.get("uid") != obj.uid or meta.get("deletionTimestamp"):
+                    return False
+                finalizers, version = tuple(meta.get("finalizers") or ()), str(meta.get("resourceVersion"))
+        except KubeError as exc:
+            log.info("CleanupPolicy %s: could not add the finalizer (%s); waiting for Kopf's", obj.ref, exc)
+        return False
 
     async def _create(
         self,
