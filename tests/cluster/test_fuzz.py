@@ -341,7 +341,9 @@ def test_fuzz_admitted_specs(
     kinds = collections.Counter(o["kind"] for o in gen.admitted)
     summary = f"admitted {dict(kinds)}, refused at admission {dict(gen.refused)}"
     assert len(gen.admitted) == count, f"the strategies admitted too few specs: {summary}"
-    assert len(kinds) == 3 and min(kinds.values()) >= count // 8, summary
+    # Every kind in numbers (at least one in sixteen: the stricter URL and CA rules refuse more of
+    # the generated ArtifactStreamSyncs at admission than before).
+    assert len(kinds) == 3 and min(kinds.values()) >= count // 16, summary
     sources = collections.Counter(
         next(k for k in ("harness", "sourceCraft") if k in o["spec"])
         for o in gen.admitted
