@@ -13,7 +13,6 @@ token cannot read a Secret there. The module has a control plane of its own (see
 from __future__ import annotations
 
 import base64
-import os
 import re
 import ssl
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ import pytest
 import yaml
 
 from cleanup_operator.api.common import FINALIZER
-from cleanup_operator.testing.controlplane import ControlPlane, ControlPlaneError, free_port
+from cleanup_operator.testing.controlplane import ControlPlane, free_port
 from cleanup_operator.testing.simulators import SimulatorServer
 
 from .chart import ChartOperator, Helm, Release, find_helm, run_as_release
@@ -46,6 +45,7 @@ from .conftest import (
     prune,
     ready,
     resync,
+    running_control_plane,
     scsync,
     sourcecraft,
     trust_simulators,
@@ -64,18 +64,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     """A cluster of this module's own (overriding the session's): "all namespaces" means every
     namespace of the cluster, and the other tests' objects (some still being deleted) must neither
     be touched by this operator nor stand in its way."""
-    cp = ControlPlane(tmp_path_factory.mktemp("chart-rbac-controlplane"))
-    try:
-        cp.start()
-    except ControlPlaneError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"control plane did not start: {exc}")
-        pytest.skip(f"control plane not available: {exc}")
-    try:
-        cp.install_crds()
-        yield cp
-    finally:
-        cp.stop()
+    yield from running_control_plane(tmp_path_factory.mktemp("chart-rbac-controlplane"))
 
 
 @pytest.fixture(scope="module")
