@@ -25,6 +25,7 @@ from ..conftest import harness, jfrog, sourcecraft, unique, wait_until
 
 if TYPE_CHECKING:
     from cleanup_operator.testing.simulators import SimulatorServer
+    from cleanup_operator.testing.tls import SimulatorCA
 
 __all__ = ["harness", "jfrog", "sourcecraft", "unique", "wait_until"]
 
@@ -61,6 +62,18 @@ def running_control_plane(workdir: Path) -> Iterator[ControlPlane]:
         yield cp
     finally:
         cp.stop()
+
+
+def own_simulator(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
+    """An https simulator (the session CA's certificate) whose call log only its test writes to
+    (a fixture's body): the session's simulator also serves other tests' objects still being deleted."""
+    from cleanup_operator.testing.simulators import build_server
+
+    server = build_server(ssl_context=sim_ca.server_context()).start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()
 
 
 @pytest.fixture(scope="session")

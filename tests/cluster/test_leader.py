@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from cleanup_operator.testing.controlplane import ControlPlane
-from cleanup_operator.testing.simulators import SimulatorServer, build_server
+from cleanup_operator.testing.simulators import SimulatorServer
 from cleanup_operator.testing.tls import SimulatorCA
 
 from .conftest import (
@@ -35,6 +35,7 @@ from .conftest import (
     jfrog,
     last_run,
     now_value,
+    own_simulator,
     phase,
     policy,
     prune,
@@ -113,9 +114,7 @@ def own_sim_server(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
     """A simulator of these tests' own: its call log holds only the calls of the two replicas
     (the session's simulator also serves the session operator, whose objects may still be busy).
     It serves https with the session's CA, as every simulator of the cluster tier does."""
-    server = build_server(ssl_context=sim_ca.server_context()).start_in_thread()
-    yield server
-    server.stop_thread()
+    yield from own_simulator(sim_ca)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cleanup_operator.testing.controlplane import ControlPlane
-from cleanup_operator.testing.simulators import SimulatorServer, build_server
+from cleanup_operator.testing.simulators import SimulatorServer
 from cleanup_operator.testing.tls import SimulatorCA
 
 from .conftest import (
@@ -32,6 +32,7 @@ from .conftest import (
     hsync,
     is_true,
     jfrog,
+    own_simulator,
     policy,
     prune,
     ready,
@@ -47,9 +48,7 @@ SECRET_VALUE = "tenant-b-token-7c1f0e"
 def sim(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
     """A simulator of each test's own: "no vendor call at all" is read from a call log that no
     other test's objects (say, ones still being deleted with their namespace) can write to."""
-    server = build_server(ssl_context=sim_ca.server_context()).start_in_thread()
-    yield server
-    server.stop_thread()
+    yield from own_simulator(sim_ca)
 
 
 def stalled(reason: str) -> Callable[[dict[str, Any]], bool]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cleanup_operator.testing.simulators import SimulatorServer, build_server
+from cleanup_operator.testing.simulators import SimulatorServer
 from cleanup_operator.testing.tls import SimulatorCA
 
 from .conftest import (
@@ -28,6 +28,7 @@ from .conftest import (
     hsync,
     is_true,
     jfrog,
+    own_simulator,
     policy,
     ready,
     scsync,
@@ -42,10 +43,9 @@ TOKEN = "tls-test-token-5f3a9c"
 @pytest.fixture
 def lone(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
     """An https simulator (the session CA's certificate) whose call log only this test writes to."""
-    server = build_server(ssl_context=sim_ca.server_context()).start_in_thread()
-    jfrog(server).tokens.add(TOKEN)
-    yield server
-    server.stop_thread()
+    for server in own_simulator(sim_ca):
+        jfrog(server).tokens.add(TOKEN)
+        yield server
 
 
 def seed(server: SimulatorServer) -> None:
