@@ -196,6 +196,24 @@ class Kube:
         )
         return list(json.loads(res.stdout).get("items", []))
 
+    def wait_event(self, name: str, reason: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The events of ``reason`` on ``name``, once there is one.
+
+        Kopf posts events from a queue after the status write that a test waits on, so an event's
+        presence is waited for, never asserted at once.
+        """
+
+        def found() -> list[dict[str, Any]]:
+            return [e for e in self.events(name) if e["reason"] == reason]
+
+        try:
+            return wait_until(found, f"a {reason} event on {name}", timeout=timeout, interval=0.3)
+        except AssertionError:
+            seen = sorted({e["reason"] for e in self.events(name)})
+            raise AssertionError(
+                f"no {reason} event on {name} after {timeout}s; events seen: {seen}"
+            ) from None
+
     def wait_for(
         self,
         plural: str,

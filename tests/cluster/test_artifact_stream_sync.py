@@ -92,7 +92,7 @@ def test_harness_bad_key(kube: Kube, sim: SimulatorServer, operator: Operator) -
     )
     assert f"Secret {kube.ns}/harness" in condition(obj, "Stalled")["message"]
     assert "not-the-key-5678" not in str(obj) and "not-the-key-5678" not in operator.logs()
-    assert "AuthenticationFailed" in {e["reason"] for e in kube.events("badkey")}
+    kube.wait_event("badkey", "AuthenticationFailed")
 
 
 def test_harness_rate_limit_shared_by_all_resources(kube: Kube, sim: SimulatorServer) -> None:
@@ -191,7 +191,7 @@ def test_sourcecraft_latest_run_across_pages_all_statuses(
     assert len(pages) >= 3 and any("page_token" in c.query for c in pages)
     missing = condition(obj, "ArtifactsMissing")
     assert missing["status"] == "True" and "1 missing and 1 failed" in missing["message"]
-    assert "ArtifactsMissing" in {e["reason"] for e in kube.events("latest")}
+    kube.wait_event("latest", "ArtifactsMissing")
     # The temporary download URLs are credentials: nowhere in status, events or logs.
     issued = list(sc.issued_download_urls)
     assert issued

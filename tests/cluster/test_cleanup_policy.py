@@ -98,8 +98,7 @@ def test_create_enable_and_confirm(kube: Kube, sim: SimulatorServer, secret: Non
     ], row
     assert (row["NAME"], row["KEY"], row["ENABLED"], row["READY"]) == (name, name, "true", "True"), row
     assert row["LAST RUN"] in ("", "<none>"), row
-    events = {e["reason"] for e in kube.events(name)}
-    assert "Created" in events
+    kube.wait_event(name, "Created")
 
 
 def test_nothing_changed_means_no_writes_and_no_status_patch(
@@ -155,8 +154,8 @@ def test_drift_is_corrected_counted_and_reported(kube: Kube, sim: SimulatorServe
     )
     assert jfrog(sim).policy(name)["description"] == "stale images"
     assert is_true(obj, "Ready")
-    drift_events = [e for e in kube.events(name) if e["reason"] == "DriftCorrected"]
-    assert drift_events and "description" in drift_events[0]["message"]
+    drift_events = kube.wait_event(name, "DriftCorrected")
+    assert "description" in drift_events[0]["message"]
 
 
 def test_existing_policy_is_not_overwritten_without_adopt(
@@ -187,7 +186,7 @@ def test_existing_policy_is_not_overwritten_without_adopt(
     kube.annotate(PLURAL, name, **{"cleanup.artifacts.dev/adopt": "true"})
     kube.wait_for(PLURAL, name, ready, what="adopted and Ready")
     assert jfrog(sim).policy(name)["description"] == "stale images"
-    assert "Adopted" in {e["reason"] for e in kube.events(name)}
+    kube.wait_event(name, "Adopted")
 
 
 def test_two_resources_one_key_second_is_conflict(kube: Kube, sim: SimulatorServer, secret: None) -> None:
@@ -229,6 +228,7 @@ def test_on_demand_dry_run_runs_once_per_value(kube: Kube, sim: SimulatorServer,
     # Two more reconciles see the same annotation value: it is not run again.
     wait_drift_checks(sim, name, 2)
     assert len(run_puts(sim, name)) == 1, "ran twice for one value"
+    kube.wait_event(name, "RunSucceeded")
     reasons = [e["reason"] for e in kube.events(name)]
     assert reasons.count("RunStarted") == 1 and reasons.count("RunSucceeded") == 1, reasons
     # What a user reads: the run's state and figures in status, and in the LAST RUN column.
@@ -266,7 +266,7 @@ def test_disabled_policy_cannot_run_and_says_so(kube: Kube, sim: SimulatorServer
     )
     assert "disabled" in obj["status"]["lastRun"]["message"]
     assert not sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")
-    assert "RunRefused" in {e["reason"] for e in kube.events(name)}
+    kube.wait_event(name, "RunRefused")
 
 
 def test_vendor_validation_error_stalls_with_vendor_message(
@@ -330,7 +330,7 @@ def test_bad_credentials_stall_naming_the_secret_not_its_value(
     obj = kube.wait_for(PLURAL, name, ready, timeout=12, what="Ready after rotation")
     calls_401 = [c for c in sim.calls.calls(vendor="jfrog") if c.status == 401]
     assert calls_401 == refused, "a refused token was sent again while stalled"
-    auth_events = [e for e in kube.events(name) if e["reason"] == "AuthenticationFailed"]
+    auth_events = kube.wait_event(name, "AuthenticationFailed")
     assert sum(e.get("count", 1) for e in auth_events) == 1, auth_events
 
 
@@ -536,7 +536,7 @@ def test_crash_after_run_started_finds_it_instead_of_starting_another(
     assert obj["status"]["lastHandledRequestedAt"] == requested
     run = last_run(obj)
     assert (run["packagesDeleted"], run["versionsDeleted"], run["bytesDeleted"]) == (3, 5, 4096)
-    assert "RunFound" in {e["reason"] for e in kube.events(name)}
+    kube.wait_event(name, "RunFound")
     # The held answer is logged once given (to a dead operator): one PUT in all, one run in Artifactory.
     wait_until(lambda: run_puts(sim, name), "the held run answer")
     assert len(run_puts(sim, name)) == 1, "started a second run"

@@ -65,8 +65,9 @@ def test_real_run_within_budget_follows_its_dry_run(kube: Kube, sim: SimulatorSe
     assert st["lastRun"]["allowedBy"] == str(st["lastDryRun"]["runId"])
     assert "pendingApproval" not in st
     assert j.deleted(name) == (4, 9, 123456)
+    kube.wait_event(name, "RealRunAllowed")
     reasons = [e["reason"] for e in kube.events(name)]
-    assert "RealRunAllowed" in reasons and "RunExceededDryRun" not in reasons
+    assert "RunExceededDryRun" not in reasons
     table = kube.table(CPOL, name)
     assert (table["DRY RUN PKGS"], table["DRY RUN BYTES"], table["APPROVAL"]) == ("4", "123456", "")
 
@@ -86,7 +87,7 @@ def test_over_budget_holds_the_run_until_that_dry_run_is_approved(kube: Kube, si
     assert "packages 4 > limit 3" in message and f"{APPROVE}={dry_id}" in message
     assert st["pendingApproval"]["dryRunId"] == dry_id and st["pendingApproval"]["reason"] == "BudgetExceeded"
     assert runs(sim, name) == ["true"] and j.deleted(name) == (0, 0, 0)
-    assert "BudgetExceeded" in [e["reason"] for e in kube.events(name)]
+    kube.wait_event(name, "BudgetExceeded")
     assert kube.table(CPOL, name)["APPROVAL"] == "BudgetExceeded"
     # An approval naming another dry run is refused, and starts nothing.
     kube.annotate(CPOL, name, **{APPROVE: "999"})
@@ -137,7 +138,7 @@ def test_manual_approval_and_a_stale_approval(kube: Kube, sim: SimulatorServer) 
         CPOL, name, lambda o: o["status"].get("lastHandledApproval") == old_id, what="stale approval"
     )
     assert f"the one waiting for an approval is {new_id}" in obj["status"]["lastRefusal"]
-    assert "ApprovalRefused" in [e["reason"] for e in kube.events(name)]
+    kube.wait_event(name, "ApprovalRefused")
     assert runs(sim, name) == ["true", "true"]
     kube.annotate(CPOL, name, **{APPROVE: new_id})
     kube.wait_for(
@@ -164,7 +165,7 @@ def test_a_real_run_that_deletes_more_than_its_dry_run_is_flagged(kube: Kube, si
         what="real run done",
     )
     assert "deleted more than its dry run said: packages 3 > 2" in obj["status"]["lastRun"]["message"]
-    assert "RunExceededDryRun" in [e["reason"] for e in kube.events(name)]
+    kube.wait_event(name, "RunExceededDryRun")
 
 
 def test_cron_exp_with_safety_is_refused_at_admission(kube: Kube, sim: SimulatorServer) -> None:
@@ -195,7 +196,7 @@ def test_a_real_prune_within_budget_follows_its_dry_run(kube: Kube, sim: Simulat
     assert prune_starts(sim) == [True, False] and j.prune_starts == 2
     assert st["lastDryRun"]["bytesCleaned"] > 0 and st["allowedBy"] == st["lastDryRun"]["id"]
     assert [h["dryRun"] for h in st["history"]] == [False, True]
-    assert "RealPruneAllowed" in [e["reason"] for e in kube.events("budget")]
+    kube.wait_event("budget", "RealPruneAllowed")
 
 
 def test_a_real_prune_over_budget_waits_for_its_approval(kube: Kube, sim: SimulatorServer) -> None:

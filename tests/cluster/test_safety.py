@@ -270,7 +270,7 @@ def test_request_while_suspended_is_refused_and_never_fires_later(kube: Kube, si
     )
     assert obj["status"]["lastRun"]["state"] == "Refused"
     assert "suspend" in obj["status"]["lastRun"]["message"]
-    assert events(kube, name, "RequestRefused")
+    kube.wait_event(name, "RequestRefused")
     kube.apply(policy(sim, name, interval="1h", suspend=False))
     kube.wait_for(CPOL, name, lambda o: ready(o) and o["metadata"]["generation"] == 3, what="resumed")
     obj = kube.wait_for(CPOL, name, ready, what="Ready after resume")
@@ -405,7 +405,7 @@ def test_suspended_prune_starts_nothing(kube: Kube, sim: SimulatorServer) -> Non
     )
     assert "suspend" in obj["status"]["lastRefusal"]
     assert "refused" in condition(obj, "Reconciling")["message"]
-    assert events(kube, "paused", "RequestRefused")
+    kube.wait_event("paused", "RequestRefused")
     kube.apply(prune(sim, "paused", schedule="0 4 1 1 *", suspend=False))
     kube.wait_for(SPRUNE, "paused", lambda o: o["status"].get("observedGeneration") == 2, what="resumed")
     resync(kube, SPRUNE, "paused")
@@ -450,7 +450,7 @@ def test_sync_request_while_suspended_is_refused(kube: Kube, sim: SimulatorServe
         ASS, "paused", lambda o: o["status"].get("lastHandledRequestedAt") == value, what="refused"
     )
     assert "suspend" in obj["status"]["lastRefusal"]
-    assert events(kube, "paused", "RequestRefused")
+    kube.wait_event("paused", "RequestRefused")
     assert h.cleanup_count("docker-s") == 0
     manifest["spec"]["suspend"] = False
     kube.apply(manifest)
