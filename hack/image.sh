@@ -50,15 +50,18 @@ install_engine() {
   command -v podman >/dev/null || missing+=(podman)
   command -v runc >/dev/null || missing+=(runc)
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  # podman's --init (the tests' stand-in for the kubelet's pid 1 reaping) runs catatonit, which
+  # podman only recommends: --no-install-recommends leaves it out.
+  [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
   [ "${#missing[@]}" -eq 0 ] && return
   if [ "$(id -u)" != 0 ]; then
-    log "missing ${missing[*]}: install them (sudo apt-get install podman runc mmdebstrap) and run again"
+    log "missing ${missing[*]}: install them (sudo apt-get install ${missing[*]}) and run again"
     exit 1
   fi
   log "installing ${missing[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends podman runc mmdebstrap >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 write_config() {
