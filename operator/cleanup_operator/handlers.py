@@ -257,6 +257,9 @@ def register(
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         await state.aclose()
+        # Kopf waits for our stop flag in a task of its own that outlives a SIGTERM, and then gives
+        # such "hung" tasks 5 s before it exits: the operator is stopping anyway, so end that wait.
+        state.stop_flag.set()
 
     for kind in ALL_KINDS:
         if kind.plural in state.factories:

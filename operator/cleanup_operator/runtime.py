@@ -228,7 +228,9 @@ class Context:
         obj.status.clear()
         obj.status.update(copy.deepcopy(desired))
         if version is not None and version.isdigit():
-            self._written[obj.uid] = (int(version), obj.status)
+            # A copy of its own: the record outlives this reconcile, and the scheduler copies it
+            # back into the very Obj whose status dict this is when the watch lags behind.
+            self._written[obj.uid] = (int(version), copy.deepcopy(obj.status))
         return True
 
     def newest_status(self, uid: str, body: Mapping[str, Any]) -> dict[str, Any] | None:

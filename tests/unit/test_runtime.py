@@ -240,3 +240,58 @@ async def test_metrics_show_the_queue_the_waiting_and_reconcile_latency() -> Non
         metrics.render()
     )
     assert "# HELP cleanup_operator_objects " in text
+
+
+class PatchingKube:
+    """The API server's status subresource, as far as ``Context.write_status`` sees it: every
+    patch is accepted with the next resourceVersion. No watch follows, as while a watch reconnects."""
+
+    def __init__(self) -> None:
+        self.version = 100
+        self.patches: list[dict[str, Any]] = []
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> str:
+        self.patches.append(status)
+        self.version += 1
+        return str(self.version)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Counting:
+    """A reconciler that adds one to ``status.count`` each time, and records what it was given."""
+
+    kind = CLEANUP_POLICY
+
+    def __init__(self) -> None:
+        self.given: list[dict[str, Any]] = []
+
+    async def reconcile(self, obj: Obj) -> Outcome:
+        self.given.append(dict(obj.status))
+        return Outcome({**obj.status, "count": obj.status.get("count", 0) + 1}, 1.0)
+
+    async def finalize(self, obj: Obj) -> Outcome | None:
+        return None
+
+
+@pytestmark_looptime
+async def test_a_reconcile_while_the_watch_lags_sees_the_status_it_wrote_last() -> None:
+    """Our write's record must not alias the status it came from: while the watch is down (an API
+    server restart) the next reconcile of the same snapshot got an empty status, which for a prune
+    reads as "never started" (the apiserver-restart test caught it as conditions: [])."""
+    from cleanup_operator.runtime import Context
+
+    kube = PatchingKube()
+    ctx = Context(kube, events=lambda obj, ev: None)  # type: ignore[arg-type]
+    rec = Counting()
+    sched = Scheduler(ctx)
+    first = body("a", 1, status={"count": 0, "phase": "Running"})
+    first["metadata"]["resourceVersion"] = "100"  # what the watch delivered last
+    sched.observe(rec, first)
+    async with running(sched):
+        await asyncio.sleep(3.5)  # four reconciles, one a second, and no watch event at all
+    assert [g.get("count") for g in rec.given] == [0, 1, 2, 3]
+    assert all(g.get("phase") == "Running" for g in rec.given), rec.given
+    assert kube.patches == [{"count": 1}, {"count": 2}, {"count": 3}, {"count": 4}]
+    await ctx.aclose()
