@@ -81,7 +81,8 @@ async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> w
 
     app = web.Application()
     app.router.add_get("/metrics", handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A scraper's keep-alive connection must not hold a stopping operator for aiohttp's default minute.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -112,7 +112,9 @@ class SimulatorServer:
         return root
 
     async def _listen(self, app: web.Application, port: int) -> tuple[web.AppRunner, int]:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A vendor does not wait a minute for its clients' keep-alive connections to end (aiohttp's
+        # default): a stopping simulator closes them within a second.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, port, ssl_context=self.ssl_context)
         try:
