@@ -64,33 +64,46 @@ class _Unreachable(httpx.AsyncBaseTransport):
 
 
 class KubeAPI:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    """The few API-server calls the operator makes itself (Kopf makes the rest).
+
+    Requests and watch streams go through separate clients: a watch holds its connection for
+    minutes (one per watched namespace), and in a bounded request pool enough of them would leave
+    status patches waiting for a connection (``PoolTimeout``) for as long as the watches last.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, watch_client: httpx.AsyncClient | None = None) -> None:
         self._client = client
+        self._watch_client = watch_client or client
 
     @classmethod
     def from_connection_info(cls, info: Any) -> KubeAPI:
         """Build from a ``kopf.ConnectionInfo`` (server, CA, token or client certificate)."""
-        return cls(
-            httpx.AsyncClient(
+        verify = tls_context(info)
+
+        def client(limits: httpx.Limits) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
                 base_url=info.server,
                 headers={"Authorization": f"{info.scheme or 'Bearer'} {info.token}"} if info.token else {},
                 auth=httpx.BasicAuth(info.username, info.password)
                 if info.username and info.password
                 else None,
-                # Every connection kept alive: beyond httpx's default of 20, a burst of status
-                # patches closed and re-opened TLS connections (a handshake each, both sides).
-                transport=_Unreachable(
-                    httpx.AsyncHTTPTransport(
-                        verify=tls_context(info),
-                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-                    )
-                ),
+                transport=_Unreachable(httpx.AsyncHTTPTransport(verify=verify, limits=limits)),
                 timeout=httpx.Timeout(30.0),
             )
+
+        return cls(
+            # Every request connection kept alive (a burst of status patches otherwise closes and
+            # re-opens TLS connections, a handshake each on both sides), and not too many of them:
+            # httpcore scans its whole pool, with a poll() of each idle socket, for every request.
+            client(httpx.Limits(max_connections=24, max_keepalive_connections=24)),
+            # One connection per watch, as many as there are watched namespaces.
+            client(httpx.Limits(max_connections=None, max_keepalive_connections=0)),
         )
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._watch_client is not self._client:
+            await self._watch_client.aclose()
 
     async def get_secret(self, namespace: str, name: str) -> Secret | None:
         """A Secret's labels and decoded data, or None when it does not exist. Values are never logged."""
@@ -124,7 +137,7 @@ class KubeAPI:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
-        async with self._client.stream(
+        async with self._watch_client.stream(
             "GET",
             f"/api/v1/namespaces/{namespace}/secrets",
             params=params,

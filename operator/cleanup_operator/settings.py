@@ -89,13 +89,24 @@ def own_namespace() -> str | None:
         return None
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf's change detection keeps nothing: it would patch a ``last-handled-configuration``
+    annotation onto every object (a write and one more watch event each) for handlers we do not
+    have. Ours are ``on.event`` (the scheduler decides what changed), an index and ``on.delete``,
+    which Kopf runs on the deletion timestamp and its finalizer, never on a stored diff base."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
     # Our own finalizer and annotation prefix, so Kopf's bookkeeping is visibly ours.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Log lines become events only for warnings and errors: transitions are posted explicitly.
     settings.posting.level = logging.WARNING
     # Kopf's peering pauses Kopf's handlers, never our scheduler: it is off. Replicas coordinate
