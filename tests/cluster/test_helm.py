@@ -565,3 +565,61 @@ def test_release_namespaced(helm: Helm, control_plane: ControlPlane, tmp_path: P
         helm.run("uninstall", release, "--namespace", ns, "--ignore-not-found", check=False)
         for n in (ns, team_a, team_b, other):
             cp.kubectl("delete", "namespace", n, "--wait=false", check=False)
+
+
+def test_releases_with_overlapping_namespaces_are_refused(
+    helm: Helm, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Shards: each release watches namespaces of its own. A second release naming a namespace the
+    first watches (or every namespace) is refused at install; a disjoint one installs, and the first
+    release's own upgrade is never refused by itself."""
+    cp = control_plane
+    ops, team_a, team_b, team_c = (unique(p) for p in ("helm-sh", "helm-sa", "helm-sb", "helm-sc"))
+    first, second, third = unique("sh1"), unique("sh2"), unique("sh3")
+    for n in (ops, team_a, team_b, team_c):
+        cp.kubectl("create", "namespace", n)
+    crds = {"crds": {"install": False, "keep": True}}
+
+    def install(release: str, values: dict[str, Any]) -> Any:
+        path = write_values(tmp_path, values)
+        return helm.run(
+            "install", release, str(CHART), "--namespace", ops, "--values", str(path), check=False
+        )
+
+    try:
+        assert install(first, namespaced_values(team_a, team_b, **crds)).returncode == 0
+        deploy = get_json(cp, "deployment", f"{first}-cleanup-operator", "-n", ops)
+        assert deploy is not None
+        assert (
+            deploy["metadata"]["annotations"]["cleanup.artifacts.dev/watched-namespaces"]
+            == f"{team_a},{team_b}"
+        )
+
+        refused = install(second, namespaced_values(team_b, team_c, **crds))
+        assert refused.returncode != 0
+        assert (
+            f"release {first} in namespace {ops} already watches {team_b}: two operators would reconcile"
+            " the same resources" in refused.stderr
+        ), refused.stderr
+        assert get_json(cp, "deployment", f"{second}-cleanup-operator", "-n", ops) is None
+
+        everything = install(third, {"watch": {"allNamespaces": True}, **crds})
+        assert everything.returncode != 0
+        assert f"release {first} in namespace {ops} already watches {team_a}, {team_b}" in everything.stderr
+
+        assert install(second, namespaced_values(team_c, **crds)).returncode == 0  # disjoint: a shard
+        upgrade = helm.run(
+            "upgrade",
+            first,
+            str(CHART),
+            "--namespace",
+            ops,
+            "--values",
+            str(write_values(tmp_path, namespaced_values(team_a, team_b, **crds))),
+        )
+        assert "STATUS: deployed" in upgrade.stdout
+    finally:
+        for release in (first, second, third):
+            helm.run("uninstall", release, "--namespace", ops, "--ignore-not-found", check=False)
+        for n in (ops, team_a, team_b, team_c):
+            cp.kubectl("delete", "namespace", n, "--wait=false", check=False)

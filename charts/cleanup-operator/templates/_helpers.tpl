@@ -76,3 +76,44 @@ never an update (PUT), and it owns no other objects (so no finalizers subresourc
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/*
+What this release watches, as the Deployment's cleanup.artifacts.dev/watched-namespaces annotation
+says it: "*" for every namespace, else the namespaces' names joined by ",".
+*/}}
+{{- define "cleanup-operator.watched" -}}
+{{- if .Values.watch.allNamespaces }}*{{ else }}{{ join "," .Values.watch.namespaces }}{{ end }}
+{{- end }}
+
+{{/*
+Shards: two releases watching one namespace would both reconcile its resources, each under its own
+Lease. Refused where the chart can tell: the other releases' Deployments (found with `lookup`, so on
+a real install or upgrade, not in `helm template`) carry the annotation above.
+*/}}
+{{- define "cleanup-operator.refuseOverlap" -}}
+{{- $mine := include "cleanup-operator.watched" . | splitList "," | compact }}
+{{- range $d := (lookup "apps/v1" "Deployment" "" "").items | default list }}
+{{- $meta := $d.metadata }}
+{{- $theirs := get ($meta.annotations | default dict) "cleanup.artifacts.dev/watched-namespaces" }}
+{{- $release := get ($meta.labels | default dict) "app.kubernetes.io/instance" }}
+{{- if and $theirs (not (and (eq $meta.namespace $.Release.Namespace) (eq $release $.Release.Name))) }}
+{{- $theirList := splitList "," $theirs | compact }}
+{{- $shared := list }}
+{{- if has "*" $theirList }}
+{{- $shared = $mine }}
+{{- else if has "*" $mine }}
+{{- $shared = $theirList }}
+{{- else }}
+{{- range $ns := $mine }}
+{{- if has $ns $theirList }}
+{{- $shared = append $shared $ns }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $shared }}
+{{- $said := ternary "every namespace" (join ", " ($shared | uniq)) (has "*" $shared) }}
+{{- fail (printf "release %s in namespace %s already watches %s: two operators would reconcile the same resources. Give each release namespaces of its own (watch.allNamespaces=false, watch.namespaces)" $release $meta.namespace $said) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
