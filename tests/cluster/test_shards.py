@@ -1,0 +1,99 @@
+"""Shards: two operators, each watching namespaces of its own with its own Lease (issue 14).
+
+Each touches only its own resources and makes only their vendor calls: with one shard's operator
+stopped, its namespace's policy is left alone by the other (no status, nothing in Artifactory),
+while the running shard's policy is Ready; once started, the stopped shard's operator takes its
+own. Each shard's Lease is held by its own operator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cleanup_operator.testing.controlplane import ControlPlane
+from cleanup_operator.testing.simulators import SimulatorServer
+from cleanup_operator.testing.tls import SimulatorCA
+
+from .conftest import CPOL, SIM_FLAGS, Kube, Operator, calls, own_simulator, policy, ready, trust_simulators
+
+
+@pytest.fixture
+def lone(sim_ca: SimulatorCA) -> Iterator[SimulatorServer]:
+    yield from own_simulator(sim_ca)
+
+
+def shard(cp: ControlPlane, tmp: Path, name: str, namespace: str, lease_ns: str) -> Operator:
+    """One release's operator: its own namespace, its own Lease."""
+    return Operator(
+        cp,
+        tmp / f"{name}.log",
+        "--namespace",
+        namespace,
+        "--leader-elect",
+        "--leader-elect-namespace",
+        lease_ns,
+        "--leader-elect-lease-name",
+        name,
+        *SIM_FLAGS,
+    )
+
+
+def test_two_shards_each_touch_only_their_own(
+    control_plane: ControlPlane, lone: SimulatorServer, sim_ca_pem: str, tmp_path: Path
+) -> None:
+    cp = control_plane
+    suffix = uuid.uuid4().hex[:6]
+    leases, ns_a, ns_b = f"shard-ops-{suffix}", f"shard-a-{suffix}", f"shard-b-{suffix}"
+    kubes = {}
+    for ns in (leases, ns_a, ns_b):
+        cp.kubectl("create", "namespace", ns)
+    for ns in (ns_a, ns_b):
+        kube = kubes[ns] = Kube(cp, ns)
+        trust_simulators(kube, sim_ca_pem)
+        kube.secret("jfrog", token="test-token")
+    op_a = shard(cp, tmp_path, "shard-a", ns_a, leases)
+    op_b = shard(cp, tmp_path, "shard-b", ns_b, leases)
+    key_a, key_b = f"pol-a-{suffix}", f"pol-b-{suffix}"
+    try:
+        op_a.start()
+        kubes[ns_a].apply(policy(lone, key_a, interval="1h"))
+        kubes[ns_b].apply(policy(lone, key_b, interval="1h"))
+        kubes[ns_a].wait_for(CPOL, key_a, ready, what="shard A's policy Ready")
+        # Shard A has finished its own work (Ready, with its own create in Artifactory); B's
+        # policy, in a namespace A does not watch, is untouched: no status, no vendor call.
+        kubes[ns_a].wait_for(CPOL, key_a, lambda o: bool(o["status"].get("lastSyncedAt")), what="checked")
+        untouched = kubes[ns_b].get(CPOL, key_b)
+        assert untouched is not None and not untouched.get("status"), untouched
+        assert calls(lone, key_b) == []
+        assert ("POST", f"/jfrog/artifactory/api/cleanup/packages/policies/{key_a}") in calls(lone, key_a)
+        assert key_b not in op_a.logs()
+
+        op_b.start()
+        kubes[ns_b].wait_for(CPOL, key_b, ready, what="shard B's policy Ready")
+        creates = [(m, p) for m, p in calls(lone, key_b) if m == "POST" and p.endswith(f"/policies/{key_b}")]
+        assert len(creates) == 1
+        assert key_b not in op_a.logs() and key_a not in op_b.logs()
+        holders = {}
+        for name in ("shard-a", "shard-b"):
+            lease = json.loads(cp.kubectl("get", "lease", name, "-n", leases, "-o", "json").stdout)
+            holders[name] = lease["spec"].get("holderIdentity")
+        assert all(holders.values()) and holders["shard-a"] != holders["shard-b"], holders
+    finally:
+        # Deleted while their operators run, so that the finalizers are released.
+        for ns, key in ((ns_a, key_a), (ns_b, key_b)):
+            if ns in kubes:
+                kubes[ns].delete(CPOL, key)
+        for ns, key in ((ns_a, key_a), (ns_b, key_b)):
+            if ns in kubes:
+                with contextlib.suppress(AssertionError):
+                    kubes[ns].wait_gone(CPOL, key, timeout=30)
+        op_a.stop()
+        op_b.stop()
+        for ns in (leases, ns_a, ns_b):
+            cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
