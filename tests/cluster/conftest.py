@@ -190,11 +190,13 @@ class Kube:
             manifest["metadata"].setdefault("labels", {})[CREDENTIALS_LABEL] = "true"
         self.kubectl("apply", "-n", self.ns, "-f", "-", input=yaml.safe_dump(manifest))
 
-    def events(self, name: str) -> list[dict[str, Any]]:
+    def events(self, name: str, reason: str | None = None) -> list[dict[str, Any]]:
+        """The events on ``name`` (of ``reason`` only, when given)."""
         res = self.kubectl(
             "get", "events", "-n", self.ns, "--field-selector", f"involvedObject.name={name}", "-o", "json"
         )
-        return list(json.loads(res.stdout).get("items", []))
+        items = json.loads(res.stdout).get("items", [])
+        return [e for e in items if reason is None or e["reason"] == reason]
 
     def wait_event(self, name: str, reason: str, timeout: float = 30.0) -> list[dict[str, Any]]:
         """The events of ``reason`` on ``name``, once there is one.
@@ -203,11 +205,13 @@ class Kube:
         presence is waited for, never asserted at once.
         """
 
-        def found() -> list[dict[str, Any]]:
-            return [e for e in self.events(name) if e["reason"] == reason]
-
         try:
-            return wait_until(found, f"a {reason} event on {name}", timeout=timeout, interval=0.3)
+            return wait_until(
+                lambda: self.events(name, reason),
+                f"a {reason} event on {name}",
+                timeout=timeout,
+                interval=0.3,
+            )
         except AssertionError:
             seen = sorted({e["reason"] for e in self.events(name)})
             raise AssertionError(

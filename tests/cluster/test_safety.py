@@ -46,10 +46,6 @@ def writes(sim: SimulatorServer, key: str) -> list[tuple[str, str]]:
     return [c for c in calls(sim, key) if c[0] != "GET"]
 
 
-def events(kube: Kube, name: str, reason: str) -> list[dict[str, Any]]:
-    return [e for e in kube.events(name) if e["reason"] == reason]
-
-
 # CleanupPolicy: only a confirmed create makes a policy ours.
 
 
@@ -317,7 +313,7 @@ def test_change_during_a_run_start_does_not_rewind_status(kube: Kube, sim: Simul
     )
     assert len(sim.calls.calls(vendor="jfrog", method="PUT", path=f"/{name}/run$")) == 1
     assert obj["status"]["lastRun"]["runId"] is not None
-    assert not events(kube, name, "RunFound"), "the rerun took the run for a crashed start"
+    assert not kube.events(name, "RunFound"), "the rerun took the run for a crashed start"
 
 
 def test_delete_during_a_cron_run_disables_stops_and_deletes(kube: Kube, sim: SimulatorServer) -> None:
