@@ -15,6 +15,7 @@ import kopf  # noqa: E402
 
 from .api.common import parse_duration  # noqa: E402
 from .handlers import register  # noqa: E402
+from .namespaces import NO_NAMESPACE  # noqa: E402
 from .settings import OperatorOptions  # noqa: E402
 
 
@@ -42,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
     )
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="watch every namespace (cluster-wide)"
+    )
+    scope.add_argument(
+        "--namespace-selector",
+        metavar="SELECTOR",
+        help="watch the namespaces whose labels match this label selector, e.g."
+        " cleanup.artifacts.dev/shard=team-a (followed as labels change; needs list and watch on"
+        " namespaces)",
     )
     parser.add_argument(
         "--liveness", metavar="URL", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
@@ -128,11 +136,12 @@ def parse_args(argv: list[str] | None = None) -> OperatorOptions:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    if not args.namespace and not args.all_namespaces:
-        parser.error("give --namespace NS (repeatable) or --all-namespaces")
+    if not args.namespace and not args.all_namespaces and not args.namespace_selector:
+        parser.error("give --namespace NS (repeatable), --namespace-selector SELECTOR or --all-namespaces")
     options = OperatorOptions(
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,
+        namespace_selector=args.namespace_selector,
         liveness=args.liveness,
         log_format=args.log_format,
         metrics_port=args.metrics_port,
@@ -176,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             kopf.operator(
                 registry=registry,
                 clusterwide=options.all_namespaces,
-                namespaces=list(options.namespaces),
+                # With a selector, Kopf serves no namespace by itself: the selection revises
+                # which ones it serves (namespaces.py).
+                namespaces=[NO_NAMESPACE] if options.namespace_selector else list(options.namespaces),
+                insights=state.insights,
                 liveness_endpoint=options.liveness,
                 standalone=True,  # no Kopf peering: our own Lease decides who acts (leader.py)
                 stop_flag=state.stop_flag,

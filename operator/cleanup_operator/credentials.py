@@ -17,6 +17,7 @@ import hashlib
 import logging
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 from .api.common import CREDENTIALS_LABEL, CASecretRef, Connection, SecretKeySelector, parse_duration
 from .endpoints import EndpointPolicy, EndpointRefused
@@ -75,39 +76,37 @@ class SecretWatch:
         self.task = asyncio.create_task(self._run(), name=f"secret watch {namespace}")
 
     async def _run(self) -> None:
-        delay = 1.0
-        while True:
-            try:
-                items, version = await self._kube.list_secrets(self.namespace, SELECTOR)
-                self.secrets = {s.name: s for s in items}
-                self.synced = True
-                delay = 1.0
-                while True:
-                    async for kind, secret, seen in self._kube.watch_secrets(
-                        self.namespace, SELECTOR, version
-                    ):
-                        version = seen  # resume from here when the server ends the watch
-                        if secret is None:
-                            continue  # a bookmark: only the resourceVersion moves on
-                        if kind == "DELETED":  # deleted, or no longer labelled
-                            self.secrets.pop(secret.name, None)
-                        else:
-                            self.secrets[secret.name] = secret
-                            if self._on_change is not None:
-                                self._on_change(self.namespace)
-            except asyncio.CancelledError:
-                self.synced = False
-                raise
-            except Exception as exc:  # the watch must outlive any error
-                self.synced = False
-                if not (isinstance(exc, KubeError) and exc.status_code == 410):
-                    log.warning(
-                        "watching labelled Secrets in %s: %s; reading them directly meanwhile",
-                        self.namespace,
-                        type(exc).__name__ if not isinstance(exc, KubeError) else exc,
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+        try:
+            await self._kube.mirror(
+                f"/api/v1/namespaces/{self.namespace}/secrets",
+                SELECTOR,
+                listed=self._listed,
+                changed=self._changed,
+                lost=self._lost,
+            )
+        finally:
+            self.synced = False
+
+    def _listed(self, items: list[dict[str, Any]]) -> None:
+        self.secrets = {s.name: s for s in map(Secret.from_body, items)}
+        self.synced = True
+
+    def _changed(self, kind: str, body: dict[str, Any]) -> None:
+        secret = Secret.from_body(body)
+        if kind == "DELETED":  # deleted, or no longer labelled
+            self.secrets.pop(secret.name, None)
+            return
+        self.secrets[secret.name] = secret
+        if self._on_change is not None:
+            self._on_change(self.namespace)
+
+    def _lost(self, exc: Exception) -> None:
+        self.synced = False
+        log.warning(
+            "watching labelled Secrets in %s: %s; reading them directly meanwhile",
+            self.namespace,
+            exc if isinstance(exc, KubeError) else type(exc).__name__,
+        )
 
 
 class Credentials:
@@ -131,6 +130,12 @@ class Credentials:
     def _changed(self, namespace: str) -> None:
         if self.on_change is not None:
             self.on_change(namespace)
+
+    def forget(self, namespace: str) -> None:
+        """Stop watching ``namespace``'s Secrets (the operator no longer serves it)."""
+        watch = self._watches.pop(namespace, None)
+        if watch is not None:
+            watch.task.cancel()
 
     async def aclose(self) -> None:
         watches, self._watches = list(self._watches.values()), {}

@@ -28,6 +28,7 @@ from .api import ALL_KINDS
 from .api.common import FORCE_DELETE, GROUP, VERSION, KindInfo
 from .kube import KubeAPI
 from .leader import ElectionConfig, LeaderElector
+from .namespaces import Insights, NamespaceSelection
 from .observability import Metrics, serve_metrics
 from .runtime import Context, Event, Obj, Reconciler, Retry, Scheduler
 from .settings import OperatorOptions, configure
@@ -77,6 +78,31 @@ class OperatorState:
         self._leading = asyncio.Event()
         if not options.leader_elect:
             self._leading.set()
+        #: Kopf's record of the namespaces it serves (``kopf.operator(insights=...)``); with
+        #: ``--namespace-selector``, the selection keeps it current.
+        self.insights = Insights()
+        self.selection: NamespaceSelection | None = None
+        self._selection_task: asyncio.Task[None] | None = None
+        if options.namespace_selector:
+            self.selection = NamespaceSelection(options.namespace_selector, self.insights, self._dropped)
+
+    def serves(self, namespace: str | None) -> bool:
+        """Whether this operator serves ``namespace`` now (always, but with a namespace selector)."""
+        return self.selection is None or self.selection.serves(namespace)
+
+    def start_selection(self) -> None:
+        """Follow the namespaces the selector matches (idempotent: Kopf may log in again)."""
+        if self.selection is None or self._selection_task is not None:
+            return
+        self._selection_task = asyncio.create_task(
+            self.selection.run(self.context().kube), name="namespace selection"
+        )
+
+    def _dropped(self, namespace: str) -> None:
+        if self._scheduler is not None:
+            self._scheduler.forget_namespace(namespace)
+        if self._ctx is not None:
+            self._ctx.credentials.forget(namespace)
 
     def start_election(self, config: ElectionConfig) -> None:
         """Start competing for the lease, on a Kubernetes client of its own (renews never wait
@@ -207,6 +233,10 @@ class OperatorState:
         kopf.event(obj.body, type=event.type, reason=event.reason, message=event.message)
 
     async def aclose(self) -> None:
+        if self._selection_task is not None:
+            self._selection_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._selection_task
         await self.stop_vendor_work()
         if self._ctx is not None:
             await self._ctx.aclose()
@@ -245,6 +275,7 @@ def register(
     async def login(**kwargs: Any) -> Any:
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
         state.connection = info
+        state.start_selection()
         election = options.election()
         if election is not None:
             state.start_election(election)
@@ -272,7 +303,9 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
     index_id = f"{kind.plural}_claims"
 
     # Async, so Kopf calls it on the loop: a sync handler goes through a thread pool per event.
-    async def claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, ...]] | None:
+    async def claims(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, tuple[str, ...]] | None:
+        if not state.serves(namespace):
+            return None
         factory = state.factories[kind.plural]
         claim_key = getattr(factory, "claim_key", None)
         key = claim_key(body) if claim_key else None
@@ -293,9 +326,12 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
     claims.__name__ = index_id
     kopf.index(*resource, id=index_id, registry=registry)(claims)
 
-    async def watch(body: kopf.Body, uid: str, type: str | None, **kwargs: Any) -> None:
+    async def watch(
+        body: kopf.Body, uid: str, type: str | None, namespace: str | None, **kwargs: Any
+    ) -> None:
         state.indexes[kind.plural] = kwargs.get(index_id)
-        if type == "DELETED":
+        if type == "DELETED" or not state.serves(namespace):
+            # Not served: the last events of a namespace that just left the selection.
             state.scheduler().forget(uid)
             return
         state.scheduler().observe(state.reconciler(kind), body)
@@ -307,6 +343,9 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
         await state.leading()
         ctx = state.context()
         meta = body.get("metadata", {})
+        if not state.serves(meta.get("namespace")):
+            # The namespace just left the selection: the operator that serves it now finalizes it.
+            raise kopf.TemporaryError("the namespace is no longer served by this operator", delay=60)
         await state.scheduler().hold(meta.get("uid", ""))
         # Read the object again after the wait: the reconcile that was in flight may just have
         # created the vendor object or started a run, and the body Kopf handed us predates that.

@@ -6,12 +6,13 @@ Kopf watches and posts events; for everything else we reuse the credentials Kopf
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,22 +115,32 @@ class KubeAPI:
             raise KubeError(f"reading Secret {namespace}/{name}: HTTP {resp.status_code}", resp.status_code)
         return Secret.from_body(resp.json())
 
-    async def list_secrets(self, namespace: str, label_selector: str) -> tuple[list[Secret], str]:
-        """The Secrets matching ``label_selector`` in ``namespace``, and the list's resourceVersion."""
-        resp = await self._client.get(
-            f"/api/v1/namespaces/{namespace}/secrets", params={"labelSelector": label_selector}
-        )
-        if resp.status_code >= 400:
-            raise KubeError(f"listing Secrets in {namespace}: HTTP {resp.status_code}", resp.status_code)
-        body = resp.json()
-        items = [Secret.from_body(item) for item in body.get("items") or []]
-        return items, str((body.get("metadata") or {}).get("resourceVersion") or "")
-
     async def watch_secrets(
         self, namespace: str, label_selector: str, resource_version: str, timeout_seconds: int = 300
     ) -> AsyncIterator[tuple[str, Secret | None, str]]:
         """Watch events (type, Secret, resourceVersion) after ``resource_version``, until the server
         ends the watch. A 410 (too old) raises :class:`KubeError` with status 410: list again."""
+        path = f"/api/v1/namespaces/{namespace}/secrets"
+        async for kind, body, version in self.watch_raw(
+            path, label_selector, resource_version, timeout_seconds
+        ):
+            yield kind, (None if body is None else Secret.from_body(body)), version
+
+    async def list_raw(self, path: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        """The objects at ``path`` (a collection) matching ``label_selector``, and the list's
+        resourceVersion."""
+        resp = await self._client.get(path, params={"labelSelector": label_selector})
+        if resp.status_code >= 400:
+            raise KubeError(f"listing {_what(path)}: HTTP {resp.status_code}", resp.status_code)
+        body = resp.json()
+        return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch_raw(
+        self, path: str, label_selector: str, resource_version: str, timeout_seconds: int = 300
+    ) -> AsyncIterator[tuple[str, dict[str, Any] | None, str]]:
+        """Watch events (type, object or None for a bookmark, resourceVersion) of the collection at
+        ``path`` after ``resource_version``, until the server ends the watch. A 410 (too old)
+        raises :class:`KubeError` with status 410: list again."""
         params = {
             "watch": "1",
             "labelSelector": label_selector,
@@ -138,23 +149,53 @@ class KubeAPI:
             "timeoutSeconds": str(timeout_seconds),
         }
         async with self._watch_client.stream(
-            "GET",
-            f"/api/v1/namespaces/{namespace}/secrets",
-            params=params,
-            timeout=httpx.Timeout(30.0, read=timeout_seconds + 30.0),
+            "GET", path, params=params, timeout=httpx.Timeout(30.0, read=timeout_seconds + 30.0)
         ) as resp:
             if resp.status_code >= 400:
-                raise KubeError(f"watching Secrets in {namespace}: HTTP {resp.status_code}", resp.status_code)
+                raise KubeError(f"watching {_what(path)}: HTTP {resp.status_code}", resp.status_code)
             async for line in resp.aiter_lines():
                 if not line.strip():
                     continue
                 event = json.loads(line)
                 kind, body = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
-                    code = body.get("code")
-                    raise KubeError(f"watching Secrets in {namespace}: {body.get('reason')}", code)
+                    raise KubeError(f"watching {_what(path)}: {body.get('reason')}", body.get("code"))
                 version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
-                yield str(kind), (None if kind == "BOOKMARK" else Secret.from_body(body)), version
+                yield str(kind), (None if kind == "BOOKMARK" else body), version
+
+    async def mirror(
+        self,
+        path: str,
+        label_selector: str,
+        *,
+        listed: Callable[[list[dict[str, Any]]], None],
+        changed: Callable[[str, dict[str, Any]], None],
+        lost: Callable[[Exception], None],
+    ) -> None:
+        """Keep a mirror of a collection, forever (cancel to stop): list (``listed`` with every
+        object), then watch from the list's resourceVersion (``changed`` with each ADDED, MODIFIED
+        or DELETED; DELETED also when an object stops matching the selector), resumed where the
+        server ended it. After a 410 it lists again at once; after any other error, ``lost`` is
+        called and it lists again after a back-off (1 s doubling to 30 s)."""
+        delay = 1.0
+        while True:
+            try:
+                items, version = await self.list_raw(path, label_selector)
+                listed(items)
+                delay = 1.0
+                while True:
+                    async for kind, body, seen in self.watch_raw(path, label_selector, version):
+                        version = seen  # resume from here when the server ends the watch
+                        if body is not None:  # None: a bookmark, only the resourceVersion moves on
+                            changed(kind, body)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the mirror must outlive any error
+                if isinstance(exc, KubeError) and exc.status_code == 410:
+                    continue
+                lost(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One of our objects as the API server holds it now, or None when it is gone."""
@@ -242,6 +283,14 @@ class KubeAPI:
 
 
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+
+def _what(path: str) -> str:
+    """``/api/v1/namespaces/ns/secrets`` → ``secrets in ns``; ``/api/v1/namespaces`` → ``namespaces``."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[-3:-2] == ["namespaces"]:
+        return f"{parts[-1]} in {parts[-2]}"
+    return parts[-1]
 
 
 def _lease_answer(resp: httpx.Response, what: str) -> dict[str, Any]:

@@ -367,6 +367,12 @@ class Scheduler:
         self._failures.pop(uid, None)
         self.ctx.forget(uid)
 
+    def forget_namespace(self, namespace: str) -> None:
+        """The operator no longer serves ``namespace``: nothing of it is scheduled again (a
+        reconcile in flight finishes)."""
+        for uid in [uid for uid, e in self._entries.items() if e.obj.namespace == namespace]:
+            self.forget(uid)
+
     async def hold(self, uid: str) -> None:
         """Stop scheduling ``uid`` and wait for a reconcile in flight (before finalizing it)."""
         entry = self._entries.get(uid)

@@ -23,6 +23,8 @@ class OperatorOptions:
 
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = False
+    #: A label selector: serve the namespaces it matches, as their labels change (namespaces.py).
+    namespace_selector: str | None = None
     liveness: str | None = None
     log_format: str = "text"
     metrics_port: int | None = None
@@ -115,6 +117,7 @@ def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None
     # Exact namespaces only (the chart's namespaced mode, whose Roles grant nothing cluster-wide):
     # no namespace or CRD scan, which would be refused (403, retried and logged) and is not needed;
     # the CRDs are read once at start-up. Globs (Kopf's ``*?!,``) still need the namespace list.
+    # A namespace selector is followed by our own watch of the matching namespaces (namespaces.py).
     if not options.all_namespaces and not any(set("*?!,") & set(ns) for ns in options.namespaces):
         settings.scanning.disabled = True
     # Reconnect watches that go quiet (an API-server restart can leave a half-open stream).

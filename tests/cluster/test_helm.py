@@ -113,8 +113,9 @@ def rules_map(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
             "allowInsecureHttp": True,
             "allowInsecureTls": True,
         },
+        {"watch": {"allNamespaces": False, "namespaces": [], "shard": "team-a"}},
     ],
-    ids=["cluster-wide", "namespaced", "no-crds", "endpoints"],
+    ids=["cluster-wide", "namespaced", "no-crds", "endpoints", "shard"],
 )
 def test_lint(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> None:
     res = helm.run("lint", "--strict", str(CHART), "--values", str(write_values(tmp_path, values)))
@@ -139,6 +140,9 @@ def test_lint(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> None:
         ({"allowedHosts": "*.jfrog.io"}, "/allowedHosts"),
         ({"allowInsecureHttp": "true"}, "/allowInsecureHttp"),
         ({"allowInsecureTls": 1}, "/allowInsecureTls"),
+        ({"watch": {"allNamespaces": True, "namespaces": [], "shard": "a"}}, "/watch/allNamespaces"),
+        ({"watch": {"allNamespaces": False, "namespaces": ["team-a"], "shard": "a"}}, "maxItems"),
+        ({"watch": {"allNamespaces": False, "namespaces": [], "shard": "team a"}}, "/watch/shard"),
     ],
     ids=[
         "namespaced-without-namespaces",
@@ -155,6 +159,9 @@ def test_lint(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> None:
         "allowed-hosts-not-a-list",
         "insecure-http-not-bool",
         "insecure-tls-not-bool",
+        "shard-when-cluster-wide",
+        "shard-and-namespaces",
+        "shard-not-a-label-value",
     ],
 )
 def test_bad_values_are_refused(helm: Helm, tmp_path: Path, values: dict[str, Any], error: str) -> None:
@@ -622,4 +629,72 @@ def test_releases_with_overlapping_namespaces_are_refused(
         for release in (first, second, third):
             helm.run("uninstall", release, "--namespace", ops, "--ignore-not-found", check=False)
         for n in (ops, team_a, team_b, team_c):
+            cp.kubectl("delete", "namespace", n, "--wait=false", check=False)
+
+
+def test_shard_releases_follow_a_label_and_never_overlap(
+    helm: Helm, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """A shard release (watch.shard) watches the namespaces labelled with its name, with cluster-wide
+    grants and list/watch on namespaces; a second release of the same shard, or one listing a
+    namespace that carries the shard's label, is refused; another shard installs."""
+    cp = control_plane
+    ops, labelled = unique("helm-shops"), unique("helm-shl")
+    first, second, third = unique("shd1"), unique("shd2"), unique("shd3")
+    name_a, name_b = unique("team"), unique("team")
+    for n in (ops, labelled):
+        cp.kubectl("create", "namespace", n)
+    cp.kubectl("label", "namespace", labelled, f"cleanup.artifacts.dev/shard={name_a}")
+    crds = {"crds": {"install": False, "keep": True}}
+
+    def shard_values(name: str) -> dict[str, Any]:
+        return {"watch": {"allNamespaces": False, "namespaces": [], "shard": name}, **crds}
+
+    def install(release: str, values: dict[str, Any]) -> Any:
+        path = write_values(tmp_path, values)
+        return helm.run(
+            "install", release, str(CHART), "--namespace", ops, "--values", str(path), check=False
+        )
+
+    try:
+        assert install(first, shard_values(name_a)).returncode == 0
+        deploy = get_json(cp, "deployment", f"{first}-cleanup-operator", "-n", ops)
+        assert deploy is not None
+        assert (
+            deploy["metadata"]["annotations"]["cleanup.artifacts.dev/watched-namespaces"] == f"shard:{name_a}"
+        )
+        args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--namespace-selector") + 1] == f"cleanup.artifacts.dev/shard={name_a}"
+        sa = f"{ops}:{first}-cleanup-operator"
+        assert can_i(cp, sa, "watch", "namespaces")
+        assert can_i(cp, sa, "get", "secrets", "-n", unique("any"))
+        assert not can_i(cp, sa, "create", "namespaces")
+        assert not can_i(cp, sa, "list", "customresourcedefinitions")
+
+        same = install(second, shard_values(name_a))
+        assert same.returncode != 0
+        assert f"release {first} in namespace {ops} already watches shard {name_a}" in same.stderr, (
+            same.stderr
+        )
+        listing = install(third, namespaced_values(labelled, **crds))
+        assert listing.returncode != 0
+        assert f"release {first} in namespace {ops} already watches {labelled}" in listing.stderr, (
+            listing.stderr
+        )
+
+        assert install(second, shard_values(name_b)).returncode == 0  # another shard
+        upgrade = helm.run(
+            "upgrade",
+            first,
+            str(CHART),
+            "--namespace",
+            ops,
+            "--values",
+            str(write_values(tmp_path, shard_values(name_a))),
+        )
+        assert "STATUS: deployed" in upgrade.stdout
+    finally:
+        for release in (first, second, third):
+            helm.run("uninstall", release, "--namespace", ops, "--ignore-not-found", check=False)
+        for n in (ops, labelled):
             cp.kubectl("delete", "namespace", n, "--wait=false", check=False)

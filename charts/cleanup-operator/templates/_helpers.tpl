@@ -79,25 +79,51 @@ never an update (PUT), and it owns no other objects (so no finalizers subresourc
 
 {{/*
 What this release watches, as the Deployment's cleanup.artifacts.dev/watched-namespaces annotation
-says it: "*" for every namespace, else the namespaces' names joined by ",".
+says it: "*" for every namespace, "shard:<name>" for the namespaces labelled
+cleanup.artifacts.dev/shard=<name> (watch.shard), else the namespaces' names joined by ",".
 */}}
 {{- define "cleanup-operator.watched" -}}
-{{- if .Values.watch.allNamespaces }}*{{ else }}{{ join "," .Values.watch.namespaces }}{{ end }}
+{{- if .Values.watch.allNamespaces }}*{{ else if .Values.watch.shard }}shard:{{ .Values.watch.shard }}{{ else }}{{ join "," .Values.watch.namespaces }}{{ end }}
+{{- end }}
+
+{{/*
+A watched list (a list of strings) with each "shard:<name>" followed by the namespaces labelled
+cleanup.artifacts.dev/shard=<name> now (found with `lookup`), joined by ",".
+*/}}
+{{- define "cleanup-operator.expandWatched" -}}
+{{- $out := list }}
+{{- $all := list }}
+{{- if regexMatch "(^|,)shard:" (join "," .) }}
+{{- $all = (lookup "v1" "Namespace" "" "").items | default list }}
+{{- end }}
+{{- range $w := . }}
+{{- $out = append $out $w }}
+{{- if hasPrefix "shard:" $w }}
+{{- range $n := $all }}
+{{- if eq (get ($n.metadata.labels | default dict) "cleanup.artifacts.dev/shard") (trimPrefix "shard:" $w) }}
+{{- $out = append $out $n.metadata.name }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- join "," $out }}
 {{- end }}
 
 {{/*
 Shards: two releases watching one namespace would both reconcile its resources, each under its own
 Lease. Refused where the chart can tell: the other releases' Deployments (found with `lookup`, so on
-a real install or upgrade, not in `helm template`) carry the annotation above.
+a real install or upgrade, not in `helm template`) carry the annotation above. A shard overlaps the
+same shard, and a listed namespace that carries its label now (a namespace labelled later is the
+labeller's choice: the label names one shard, so only a listing release can still watch it too).
 */}}
 {{- define "cleanup-operator.refuseOverlap" -}}
-{{- $mine := include "cleanup-operator.watched" . | splitList "," | compact }}
+{{- $mine := include "cleanup-operator.expandWatched" (include "cleanup-operator.watched" . | splitList "," | compact) | splitList "," | compact }}
 {{- range $d := (lookup "apps/v1" "Deployment" "" "").items | default list }}
 {{- $meta := $d.metadata }}
 {{- $theirs := get ($meta.annotations | default dict) "cleanup.artifacts.dev/watched-namespaces" }}
 {{- $release := get ($meta.labels | default dict) "app.kubernetes.io/instance" }}
 {{- if and $theirs (not (and (eq $meta.namespace $.Release.Namespace) (eq $release $.Release.Name))) }}
-{{- $theirList := splitList "," $theirs | compact }}
+{{- $theirList := include "cleanup-operator.expandWatched" (splitList "," $theirs | compact) | splitList "," | compact }}
 {{- $shared := list }}
 {{- if has "*" $theirList }}
 {{- $shared = $mine }}
@@ -111,8 +137,8 @@ a real install or upgrade, not in `helm template`) carry the annotation above.
 {{- end }}
 {{- end }}
 {{- if $shared }}
-{{- $said := ternary "every namespace" (join ", " ($shared | uniq)) (has "*" $shared) }}
-{{- fail (printf "release %s in namespace %s already watches %s: two operators would reconcile the same resources. Give each release namespaces of its own (watch.allNamespaces=false, watch.namespaces)" $release $meta.namespace $said) }}
+{{- $said := ternary "every namespace" (join ", " ($shared | uniq) | replace "shard:" "shard ") (has "*" $shared) }}
+{{- fail (printf "release %s in namespace %s already watches %s: two operators would reconcile the same resources. Give each release namespaces of its own (watch.allNamespaces=false, and watch.namespaces or watch.shard)" $release $meta.namespace $said) }}
 {{- end }}
 {{- end }}
 {{- end }}
