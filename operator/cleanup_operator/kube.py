@@ -21,6 +21,9 @@ import httpx
 
 from .api.common import GROUP, VERSION
 
+#: Connections (and requests in flight) of the request client; watches have a client of their own.
+REQUEST_CONNECTIONS = 8
+
 
 class KubeError(Exception):
     def __init__(self, message: str, status_code: int | None = None) -> None:
@@ -47,14 +50,37 @@ class Secret:
         )
 
 
-class _Unreachable(httpx.AsyncBaseTransport):
+class _Transport(httpx.AsyncBaseTransport):
     """The API server unreachable (restarting, a dropped connection) is a :class:`KubeError` like
-    any refusal: the caller retries with backoff instead of taking it for a bug of ours."""
+    any refusal: the caller retries with backoff instead of taking it for a bug of ours.
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    With ``slots``, at most that many requests are in the pool at once (each until its response is
+    closed); the rest wait here, in a FIFO semaphore. httpcore scans its whole pool (every
+    connection, with a ``poll()`` of each idle socket, for every queued request) each time a request
+    starts or ends, so a burst of hundreds of status patches queued inside it costs more CPU than
+    the patches themselves."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, slots: int | None = None) -> None:
         self._inner = inner
+        self._slots = asyncio.Semaphore(slots) if slots else None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._slots is None:
+            return await self._send(request)
+        await self._slots.acquire()
+        try:
+            resp = await self._send(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        return httpx.Response(
+            resp.status_code,
+            headers=resp.headers,
+            stream=_Releasing(resp.stream, self._slots),
+            extensions=resp.extensions,
+        )
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             return await self._inner.handle_async_request(request)
         except httpx.TransportError as exc:
@@ -62,6 +88,26 @@ class _Unreachable(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class _Releasing(httpx.AsyncByteStream):
+    """A response body that gives its request's slot back when closed (read to the end)."""
+
+    def __init__(self, inner: Any, slots: asyncio.Semaphore) -> None:
+        self._inner = inner
+        self._slots: asyncio.Semaphore | None = slots
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+                self._slots = None
 
 
 class KubeAPI:
@@ -81,22 +127,28 @@ class KubeAPI:
         """Build from a ``kopf.ConnectionInfo`` (server, CA, token or client certificate)."""
         verify = tls_context(info)
 
-        def client(limits: httpx.Limits) -> httpx.AsyncClient:
+        def client(limits: httpx.Limits, slots: int | None = None) -> httpx.AsyncClient:
             return httpx.AsyncClient(
                 base_url=info.server,
                 headers={"Authorization": f"{info.scheme or 'Bearer'} {info.token}"} if info.token else {},
                 auth=httpx.BasicAuth(info.username, info.password)
                 if info.username and info.password
                 else None,
-                transport=_Unreachable(httpx.AsyncHTTPTransport(verify=verify, limits=limits)),
+                transport=_Transport(httpx.AsyncHTTPTransport(verify=verify, limits=limits), slots),
                 timeout=httpx.Timeout(30.0),
             )
 
         return cls(
             # Every request connection kept alive (a burst of status patches otherwise closes and
-            # re-opens TLS connections, a handshake each on both sides), and not too many of them:
-            # httpcore scans its whole pool, with a poll() of each idle socket, for every request.
-            client(httpx.Limits(max_connections=24, max_keepalive_connections=24)),
+            # re-opens TLS connections, a handshake each on both sides), few of them, and no more
+            # requests in the pool than connections (see _Transport): a loopback or in-cluster API
+            # server answers a patch in milliseconds, so a few connections carry thousands a second.
+            client(
+                httpx.Limits(
+                    max_connections=REQUEST_CONNECTIONS, max_keepalive_connections=REQUEST_CONNECTIONS
+                ),
+                REQUEST_CONNECTIONS,
+            ),
             # One connection per watch, as many as there are watched namespaces.
             client(httpx.Limits(max_connections=None, max_keepalive_connections=0)),
         )
