@@ -7,6 +7,7 @@ from a caSecretRef Secret or ``insecureSkipVerify``.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 
@@ -18,7 +19,7 @@ from cleanup_operator.testing.tls import SimulatorCA
 from cleanup_operator.vendors import jfrog
 from cleanup_operator.vendors.errors import TLSError, TransientError
 from cleanup_operator.vendors.harness import CleanupOutcome, HarnessClient
-from cleanup_operator.vendors.http import ClientOptions, make_client
+from cleanup_operator.vendors.http import ClientOptions, EndpointGates, make_client
 
 from ..conftest import harness
 
@@ -149,3 +150,40 @@ async def test_an_https_port_does_not_answer_plain_http(sim: SimulatorServer) ->
     assert type(exc.value) is TransientError  # a dropped connection, not a TLS verdict
     assert TOKEN not in str(exc.value)
     assert sim.calls.calls() == []
+
+
+@pytest.fixture
+def silent_tls_port() -> Iterator[int]:
+    """A port that accepts TCP connections and never answers a TLS hello."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(512)  # the kernel completes the TCP handshakes; nothing ever reads or writes
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()
+
+
+async def test_a_tls_handshake_that_never_ends_pauses_the_endpoint(silent_tls_port: int) -> None:
+    """A handshake timeout is silence, not a TLS answer: after the first requests time out, the
+    rest are refused at once (the endpoint's gate pauses it) instead of each waiting its timeout.
+    It used to count as a TLS answer (the interrupted handshake's ``SSLWantReadError``), so every
+    request in turn waited for its own timeout."""
+    gates = EndpointGates(limit=10)
+    opts = ClientOptions(base_url=f"https://127.0.0.1:{silent_tls_port}", headers=BEARER, timeout=1.0)
+    client = make_client(opts, gates=gates)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        results = await asyncio.gather(
+            *(jfrog.JFrogClient(client).get_policy(f"p{i}") for i in range(40)), return_exceptions=True
+        )
+    finally:
+        await client.aclose()
+    took = loop.time() - started
+    assert all(isinstance(r, TransientError) for r in results), results
+    timed_out = [r for r in results if "timed out" in str(r)]
+    assert len(timed_out) == 10, [str(r) for r in results]  # the first ten, one slot each
+    assert all("not sent: it did not answer recent requests" in str(r) for r in results if r not in timed_out)
+    assert took < 1.9, took  # one timeout, not four in a row
+    assert not any(isinstance(r, TLSError) for r in results)

@@ -185,8 +185,11 @@ class GatedTransport(httpx.AsyncBaseTransport):
                 finally:
                     gate.in_flight -= 1
         except (httpx.TimeoutException, httpx.ConnectError) as exc:
-            if not isinstance(exc, EndpointUnavailable) and _tls_failure(exc) is None:
-                gate.failed(loop.time())  # an untrusted certificate is an answer, said as such
+            # A timeout is silence, even one in the middle of a TLS handshake; an untrusted
+            # certificate is an answer, said as such.
+            silent = isinstance(exc, httpx.TimeoutException) or _tls_failure(exc) is None
+            if not isinstance(exc, EndpointUnavailable) and silent:
+                gate.failed(loop.time())
             raise
         finally:
             if probe:
@@ -310,6 +313,11 @@ def _tls_failure(exc: BaseException) -> str | None:
     """The TLS reason behind a connection error (an untrusted certificate, a handshake refused), if any."""
     seen: BaseException | None = exc
     while seen is not None:
+        if isinstance(seen, ssl.SSLWantReadError | ssl.SSLWantWriteError):
+            # The handshake waiting for the peer (the context of whatever interrupted that wait):
+            # no TLS failure.
+            seen = seen.__cause__ or seen.__context__
+            continue
         if isinstance(seen, ssl.SSLCertVerificationError):
             return seen.verify_message or "certificate verify failed"
         if isinstance(seen, ssl.SSLError):
