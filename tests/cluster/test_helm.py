@@ -574,6 +574,12 @@ def test_release_namespaced(helm: Helm, control_plane: ControlPlane, tmp_path: P
             cp.kubectl("delete", "namespace", n, "--wait=false", check=False)
 
 
+def release(helm: Helm, tmp_path: Path, verb: str, name: str, namespace: str, values: dict[str, Any]) -> Any:
+    """``helm install`` or ``helm upgrade`` of the chart with these values (not checked)."""
+    path = write_values(tmp_path, values)
+    return helm.run(verb, name, str(CHART), "--namespace", namespace, "--values", str(path), check=False)
+
+
 def test_releases_with_overlapping_namespaces_are_refused(
     helm: Helm, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
@@ -587,11 +593,8 @@ def test_releases_with_overlapping_namespaces_are_refused(
         cp.kubectl("create", "namespace", n)
     crds = {"crds": {"install": False, "keep": True}}
 
-    def install(release: str, values: dict[str, Any]) -> Any:
-        path = write_values(tmp_path, values)
-        return helm.run(
-            "install", release, str(CHART), "--namespace", ops, "--values", str(path), check=False
-        )
+    def install(name: str, values: dict[str, Any]) -> Any:
+        return release(helm, tmp_path, "install", name, ops, values)
 
     try:
         assert install(first, namespaced_values(team_a, team_b, **crds)).returncode == 0
@@ -615,19 +618,11 @@ def test_releases_with_overlapping_namespaces_are_refused(
         assert f"release {first} in namespace {ops} already watches {team_a}, {team_b}" in everything.stderr
 
         assert install(second, namespaced_values(team_c, **crds)).returncode == 0  # disjoint: a shard
-        upgrade = helm.run(
-            "upgrade",
-            first,
-            str(CHART),
-            "--namespace",
-            ops,
-            "--values",
-            str(write_values(tmp_path, namespaced_values(team_a, team_b, **crds))),
-        )
-        assert "STATUS: deployed" in upgrade.stdout
+        upgrade = release(helm, tmp_path, "upgrade", first, ops, namespaced_values(team_a, team_b, **crds))
+        assert "STATUS: deployed" in upgrade.stdout, upgrade.stderr
     finally:
-        for release in (first, second, third):
-            helm.run("uninstall", release, "--namespace", ops, "--ignore-not-found", check=False)
+        for name in (first, second, third):
+            helm.run("uninstall", name, "--namespace", ops, "--ignore-not-found", check=False)
         for n in (ops, team_a, team_b, team_c):
             cp.kubectl("delete", "namespace", n, "--wait=false", check=False)
 
@@ -650,11 +645,8 @@ def test_shard_releases_follow_a_label_and_never_overlap(
     def shard_values(name: str) -> dict[str, Any]:
         return {"watch": {"allNamespaces": False, "namespaces": [], "shard": name}, **crds}
 
-    def install(release: str, values: dict[str, Any]) -> Any:
-        path = write_values(tmp_path, values)
-        return helm.run(
-            "install", release, str(CHART), "--namespace", ops, "--values", str(path), check=False
-        )
+    def install(name: str, values: dict[str, Any]) -> Any:
+        return release(helm, tmp_path, "install", name, ops, values)
 
     try:
         assert install(first, shard_values(name_a)).returncode == 0
@@ -683,18 +675,10 @@ def test_shard_releases_follow_a_label_and_never_overlap(
         )
 
         assert install(second, shard_values(name_b)).returncode == 0  # another shard
-        upgrade = helm.run(
-            "upgrade",
-            first,
-            str(CHART),
-            "--namespace",
-            ops,
-            "--values",
-            str(write_values(tmp_path, shard_values(name_a))),
-        )
-        assert "STATUS: deployed" in upgrade.stdout
+        upgrade = release(helm, tmp_path, "upgrade", first, ops, shard_values(name_a))
+        assert "STATUS: deployed" in upgrade.stdout, upgrade.stderr
     finally:
-        for release in (first, second, third):
-            helm.run("uninstall", release, "--namespace", ops, "--ignore-not-found", check=False)
+        for name in (first, second, third):
+            helm.run("uninstall", name, "--namespace", ops, "--ignore-not-found", check=False)
         for n in (ops, labelled):
             cp.kubectl("delete", "namespace", n, "--wait=false", check=False)

@@ -63,6 +63,15 @@ def shard(cp: ControlPlane, tmp: Path, name: str, namespace: str, lease_ns: str)
     )
 
 
+def delete_all(made: list[tuple[Kube, str]]) -> None:
+    """Delete the policies while their operators run, so that the finalizers are released."""
+    for kube, key in made:
+        kube.delete(CPOL, key)
+    for kube, key in made:
+        with contextlib.suppress(AssertionError):
+            kube.wait_gone(CPOL, key, timeout=30)
+
+
 def test_two_shards_each_touch_only_their_own(
     control_plane: ControlPlane, lone: SimulatorServer, sim_ca_pem: str, tmp_path: Path
 ) -> None:
@@ -103,12 +112,7 @@ def test_two_shards_each_touch_only_their_own(
         assert all(holders.values()) and holders["shard-a"] != holders["shard-b"], holders
     finally:
         # Deleted while their operators run, so that the finalizers are released.
-        made = [(kubes[ns], key) for ns, key in ((ns_a, key_a), (ns_b, key_b)) if ns in kubes]
-        for kube, key in made:
-            kube.delete(CPOL, key)
-        for kube, key in made:
-            with contextlib.suppress(AssertionError):
-                kube.wait_gone(CPOL, key, timeout=30)
+        delete_all([(kubes[ns], key) for ns, key in ((ns_a, key_a), (ns_b, key_b)) if ns in kubes])
         op_a.stop()
         op_b.stop()
         for ns in (leases, ns_a, ns_b):
@@ -168,11 +172,7 @@ def test_a_namespace_selector_follows_the_shard_label(
     finally:
         # Labelled again, so that the operator releases the finalizers of what it made.
         cp.kubectl("label", "--overwrite", "namespace", ns_in, label, check=False)
-        for kube, key in made:
-            kube.delete(CPOL, key)
-        for kube, key in made:
-            with contextlib.suppress(AssertionError):
-                kube.wait_gone(CPOL, key, timeout=30)
+        delete_all(made)
         op.stop()
         for ns in (ns_in, ns_later):
             cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -22,6 +22,20 @@ from cleanup_operator.kube import REQUEST_CONNECTIONS, KubeAPI, KubeError
 WATCHES = 120  # more than any request pool this client had (100): one watched namespace each
 
 
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a loopback port; its base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def api_server() -> AsyncIterator[tuple[str, list[str]]]:
     patched: list[str] = []
@@ -43,15 +57,8 @@ async def api_server() -> AsyncIterator[tuple[str, list[str]]]:
     app.router.add_patch(
         "/apis/cleanup.artifacts.dev/v1alpha1/namespaces/{ns}/storageprunes/{name}/status", patch
     )
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", patched
-    finally:
-        await runner.cleanup()
+    async with serve(app) as url:
+        yield url, patched
 
 
 async def test_status_patches_go_through_while_every_namespace_is_watched(
@@ -115,48 +122,43 @@ async def test_a_burst_of_patches_never_has_more_in_the_pool_than_connections() 
     app.router.add_patch(
         "/apis/cleanup.artifacts.dev/v1alpha1/namespaces/{ns}/cleanuppolicies/{name}/status", patch
     )
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    kube = KubeAPI.from_connection_info(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", token="t"))
-    # httpcore's own queue (private: the client's transport wraps httpx's, which wraps the pool).
-    pool = kube._client._transport._inner._pool  # type: ignore[attr-defined]
-    queued: list[int] = []
+    async with serve(app) as url:
+        kube = KubeAPI.from_connection_info(kopf.ConnectionInfo(server=url, token="t"))
+        # httpcore's own queue (private: the client's transport wraps httpx's, which wraps the pool).
+        pool = kube._client._transport._inner._pool  # type: ignore[attr-defined]
+        queued: list[int] = []
 
-    async def sample() -> None:
-        while True:
-            queued.append(len(pool._requests))
-            await asyncio.sleep(0)
+        async def sample() -> None:
+            while True:
+                queued.append(len(pool._requests))
+                await asyncio.sleep(0)
 
-    sampler = asyncio.create_task(sample())
-    try:
-        names = [f"p-{i}" for i in range(500)]
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                *(kube.patch_status("cleanuppolicies", "ns", n, {"phase": "x"}) for n in names),
-                return_exceptions=True,
-            ),
-            60,
-        )
-        assert 1 < peak <= REQUEST_CONNECTIONS, peak
-        assert len(queued) > 100 and max(queued) <= REQUEST_CONNECTIONS, max(queued)
-        failed = {n for n, r in zip(names, results, strict=True) if isinstance(r, Exception)}
-        assert failed == {n for n in names if n.endswith(("-13", "-17"))}, failed
-        assert all(isinstance(r, KubeError) for r in results if isinstance(r, Exception))
-        assert {r for r in results if isinstance(r, str)} == {
-            n.rsplit("-", 1)[1] for n in names if n not in failed
-        }
-        # Every slot came back: as many patches as there are connections are in flight at once again
-        # (slow answers now, so that they all overlap).
-        peak, answer_after = 0, 0.2
-        again = [f"q{i}-ok" for i in range(REQUEST_CONNECTIONS * 3)]
-        await asyncio.wait_for(
-            asyncio.gather(*(kube.patch_status("cleanuppolicies", "ns", n, {}) for n in again)), 10
-        )
-        assert peak == REQUEST_CONNECTIONS
-    finally:
-        sampler.cancel()
-        await kube.aclose()
-        await runner.cleanup()
+        sampler = asyncio.create_task(sample())
+        try:
+            names = [f"p-{i}" for i in range(500)]
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(kube.patch_status("cleanuppolicies", "ns", n, {"phase": "x"}) for n in names),
+                    return_exceptions=True,
+                ),
+                60,
+            )
+            assert 1 < peak <= REQUEST_CONNECTIONS, peak
+            assert len(queued) > 100 and max(queued) <= REQUEST_CONNECTIONS, max(queued)
+            failed = {n for n, r in zip(names, results, strict=True) if isinstance(r, Exception)}
+            assert failed == {n for n in names if n.endswith(("-13", "-17"))}, failed
+            assert all(isinstance(r, KubeError) for r in results if isinstance(r, Exception))
+            assert {r for r in results if isinstance(r, str)} == {
+                n.rsplit("-", 1)[1] for n in names if n not in failed
+            }
+            # Every slot came back: as many patches as there are connections are in flight at once again
+            # (slow answers now, so that they all overlap).
+            peak, answer_after = 0, 0.2
+            again = [f"q{i}-ok" for i in range(REQUEST_CONNECTIONS * 3)]
+            await asyncio.wait_for(
+                asyncio.gather(*(kube.patch_status("cleanuppolicies", "ns", n, {}) for n in again)), 10
+            )
+            assert peak == REQUEST_CONNECTIONS
+        finally:
+            sampler.cancel()
+            await kube.aclose()
