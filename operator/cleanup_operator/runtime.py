@@ -149,6 +149,12 @@ def jittered(seconds: float, fraction: float = 0.1) -> float:
     return max(0.0, seconds * random.uniform(1 - fraction, 1 + fraction))
 
 
+def spread_later(seconds: float, fraction: float = 0.1) -> float:
+    """``seconds`` up to ``fraction`` later, never sooner: many objects with one interval spread
+    out, and none is checked more often than its interval says."""
+    return seconds * random.uniform(1.0, 1.0 + fraction)
+
+
 class Context:
     """What reconcilers need from the operator, passed in explicitly (no module-level singletons)."""
 

@@ -11,7 +11,8 @@ import pytest
 
 from cleanup_operator.api.cleanup_policy import CLEANUP_POLICY
 from cleanup_operator.observability import Metrics
-from cleanup_operator.runtime import Obj, Outcome, Scheduler, jittered, trigger_of
+from cleanup_operator.reconcile.common import interval_of
+from cleanup_operator.runtime import Obj, Outcome, Scheduler, jittered, spread_later, trigger_of
 
 
 def body(
@@ -190,6 +191,15 @@ def test_jitter_stays_within_ten_percent() -> None:
     values = [jittered(600.0) for _ in range(200)]
     assert min(values) >= 540.0 and max(values) <= 660.0
     assert len(set(values)) > 100
+
+
+def test_an_interval_is_spread_later_never_sooner() -> None:
+    """A policy's next check: never sooner than its interval (at most one check per interval),
+    at most 10 % later, and spread."""
+    values = [spread_later(600.0) for _ in range(200)]
+    assert min(values) >= 600.0 and max(values) <= 660.0
+    assert len(set(values)) > 100
+    assert all(600.0 <= interval_of("10m") <= 660.0 for _ in range(200))
 
 
 async def test_metrics_endpoint_serves_prometheus_text() -> None:

@@ -18,7 +18,7 @@ from ..api.common import (
     parse_quantity,
 )
 from ..credentials import CredentialsError, EndpointNotAllowedError
-from ..runtime import Context, Event, Obj, Outcome, jittered
+from ..runtime import Context, Event, Obj, Outcome, spread_later
 from ..vendors.http import Backoff
 from ..vendors.jfrog import JFrogClient
 from .conditions import INVALID_SPEC, Failure, StatusBuilder, classify
@@ -97,7 +97,7 @@ def failure_outcome(
 
 
 def interval_of(text: str) -> float:
-    return jittered(parse_duration(text))
+    return spread_later(parse_duration(text))
 
 
 def was_stalled_with(obj: Obj, reason: str) -> bool:
