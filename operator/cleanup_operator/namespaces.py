@@ -44,9 +44,8 @@ class NamespaceSelection:
         self.selector = selector
         self.insights = insights
         self.on_dropped = on_dropped
+        #: The namespaces served now (none until the first list).
         self.names: set[str] = set()
-        #: Set after the first list: until then the operator serves no namespace.
-        self.listed = asyncio.Event()
         self._revisions: asyncio.Queue[None] = asyncio.Queue()
 
     def serves(self, namespace: str | None) -> bool:
@@ -69,7 +68,6 @@ class NamespaceSelection:
         for new in sorted(names - self.names):
             log.info("namespace %s matches %s: serving it", new, self.selector)
         self.names = names
-        self.listed.set()
         self._revisions.put_nowait(None)
 
     def _changed(self, kind: str, body: dict[str, Any]) -> None:
