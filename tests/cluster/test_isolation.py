@@ -22,7 +22,7 @@ import yaml
 
 from cleanup_operator.testing.simulators import SimulatorServer
 
-from .conftest import CPOL, SPRUNE, Kube, condition, jfrog, policy, prune, ready, wait_until
+from .conftest import CPOL, SPRUNE, Kube, condition, jfrog, phase, policy, prune, ready, wait_until
 
 COUNT = 100
 
@@ -118,3 +118,6 @@ def test_a_silent_artifactory_never_holds_up_another(
     assert set(reasons) <= {"VendorUnavailable", "None"}, dict(reasons)
     assert not any(ready(o) for o in names(kube, "a-"))
     assert j.policy("a-000") is None and j.policy("b-000") is not None
+    # The prune on B runs to its end: a prune left running here would hold B's Artifactory (the
+    # session simulator's) for every later test (the test cluster deletes no namespace's objects).
+    kube.wait_for(SPRUNE, "b-prune", phase("Succeeded"), timeout=90, what="the prune on B finished")
