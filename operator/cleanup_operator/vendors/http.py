@@ -185,11 +185,8 @@ class GatedTransport(httpx.AsyncBaseTransport):
                 finally:
                     gate.in_flight -= 1
         except (httpx.TimeoutException, httpx.ConnectError) as exc:
-            # A timeout is silence, even one in the middle of a TLS handshake; an untrusted
-            # certificate is an answer, said as such.
-            silent = isinstance(exc, httpx.TimeoutException) or _tls_failure(exc) is None
-            if not isinstance(exc, EndpointUnavailable) and silent:
-                gate.failed(loop.time())
+            if _tls_failure(exc) is None:
+                gate.failed(loop.time())  # an untrusted certificate is an answer, said as such
             raise
         finally:
             if probe:
