@@ -92,10 +92,10 @@ class SecretWatch:
         self.synced = True
 
     def _changed(self, kind: str, body: dict[str, Any]) -> None:
-        secret = Secret.from_body(body)
         if kind == "DELETED":  # deleted, or no longer labelled
-            self.secrets.pop(secret.name, None)
+            self.secrets.pop(str((body.get("metadata") or {}).get("name", "")), None)
             return
+        secret = Secret.from_body(body)
         self.secrets[secret.name] = secret
         if self._on_change is not None:
             self._on_change(self.namespace)

@@ -167,17 +167,6 @@ class KubeAPI:
             raise KubeError(f"reading Secret {namespace}/{name}: HTTP {resp.status_code}", resp.status_code)
         return Secret.from_body(resp.json())
 
-    async def watch_secrets(
-        self, namespace: str, label_selector: str, resource_version: str, timeout_seconds: int = 300
-    ) -> AsyncIterator[tuple[str, Secret | None, str]]:
-        """Watch events (type, Secret, resourceVersion) after ``resource_version``, until the server
-        ends the watch. A 410 (too old) raises :class:`KubeError` with status 410: list again."""
-        path = f"/api/v1/namespaces/{namespace}/secrets"
-        async for kind, body, version in self.watch_raw(
-            path, label_selector, resource_version, timeout_seconds
-        ):
-            yield kind, (None if body is None else Secret.from_body(body)), version
-
     async def list_raw(self, path: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
         """The objects at ``path`` (a collection) matching ``label_selector``, and the list's
         resourceVersion."""

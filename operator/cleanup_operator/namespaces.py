@@ -46,7 +46,8 @@ class NamespaceSelection:
         self.on_dropped = on_dropped
         #: The namespaces served now (none until the first list).
         self.names: set[str] = set()
-        self._revisions: asyncio.Queue[None] = asyncio.Queue()
+        #: Set when ``names`` changed since Kopf's insights were last revised.
+        self._revised = asyncio.Event()
 
     def serves(self, namespace: str | None) -> bool:
         return namespace is not None and namespace in self.names
@@ -68,7 +69,7 @@ class NamespaceSelection:
         for new in sorted(names - self.names):
             log.info("namespace %s matches %s: serving it", new, self.selector)
         self.names = names
-        self._revisions.put_nowait(None)
+        self._revised.set()
 
     def _changed(self, kind: str, body: dict[str, Any]) -> None:
         name = str((body.get("metadata") or {}).get("name"))
@@ -81,7 +82,7 @@ class NamespaceSelection:
             log.info("namespace %s matches %s: serving it", name, self.selector)
         else:
             return
-        self._revisions.put_nowait(None)
+        self._revised.set()
 
     def _drop(self, name: str) -> None:
         log.info("namespace %s no longer matches %s (or is gone): no longer serving it", name, self.selector)
@@ -96,9 +97,8 @@ class NamespaceSelection:
     async def _revise(self) -> None:
         """Hand the current set to Kopf (its orchestrator starts and stops the watches)."""
         while True:
-            await self._revisions.get()
-            while not self._revisions.empty():
-                self._revisions.get_nowait()
+            await self._revised.wait()
+            self._revised.clear()
             names = {NamespaceName(name) for name in self.names}
             async with self.insights.revised:
                 self.insights.namespaces.intersection_update(names)

@@ -71,7 +71,8 @@ async def test_status_patches_go_through_while_every_namespace_is_watched(
 
     async def follow(ns: str) -> None:
         nonlocal count
-        async for _ in kube.watch_secrets(ns, "cleanup.artifacts.dev/credentials=true", "1"):
+        path = f"/api/v1/namespaces/{ns}/secrets"
+        async for _ in kube.watch_raw(path, "cleanup.artifacts.dev/credentials=true", "1"):
             count += 1
             if count == WATCHES:
                 opened.set()
@@ -97,7 +98,6 @@ async def test_a_burst_of_patches_never_has_more_in_the_pool_than_connections() 
     it holds whenever one starts or ends), never more than REQUEST_CONNECTIONS inside it; every
     patch is answered, and errors (a 500, a dropped connection) give their slot back."""
     in_flight = peak = 0
-    seen: list[str] = []
     answer_after = 0.002
 
     async def patch(request: web.Request) -> web.StreamResponse:
@@ -107,7 +107,6 @@ async def test_a_burst_of_patches_never_has_more_in_the_pool_than_connections() 
         peak = max(peak, in_flight)
         try:
             await asyncio.sleep(answer_after)
-            seen.append(name)
             if name.endswith("-13"):
                 return web.json_response({"message": "boom"}, status=500)
             if name.endswith("-17"):
