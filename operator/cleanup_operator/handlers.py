@@ -25,7 +25,7 @@ from typing import Any
 import kopf
 
 from .api import ALL_KINDS
-from .api.common import FORCE_DELETE, GROUP, VERSION, KindInfo
+from .api.common import FINALIZER, FORCE_DELETE, GROUP, VERSION, KindInfo
 from .kube import KubeAPI
 from .leader import ElectionConfig, LeaderElector
 from .namespaces import Insights, NamespaceSelection
@@ -372,6 +372,14 @@ def _register_kind(registry: kopf.OperatorRegistry, state: OperatorState, kind: 
             for ev in outcome.events:
                 ctx.emit(obj, ev)
 
-    kopf.on.delete(*resource, id=f"{kind.plural}_finalize", registry=registry, retries=None, backoff=5)(
-        delete
-    )
+    # A reconciler that puts our finalizer on itself (CleanupPolicy: in the patch that also records
+    # the create it is about to send, one write instead of Kopf's and then ours) gets a handler that
+    # matches only once the finalizer is there: Kopf neither adds it first nor removes it as unneeded.
+    when = _finalizer_on if getattr(state.factories[kind.plural], "adds_finalizer", False) else None
+    kopf.on.delete(
+        *resource, id=f"{kind.plural}_finalize", registry=registry, retries=None, backoff=5, when=when
+    )(delete)
+
+
+def _finalizer_on(meta: kopf.Meta, **_: Any) -> bool:
+    return FINALIZER in (meta.get("finalizers") or ())

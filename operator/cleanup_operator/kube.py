@@ -260,21 +260,34 @@ class KubeAPI:
                 f"annotating {plural}/{namespace}/{name}: HTTP {resp.status_code}", resp.status_code
             )
 
-    async def add_finalizer(
-        self, plural: str, namespace: str, name: str, finalizers: tuple[str, ...], resource_version: str
+    async def patch_metadata(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        resource_version: str | None,
+        *,
+        finalizers: tuple[str, ...] | None = None,
+        annotations: dict[str, str | None] | None = None,
     ) -> bool:
-        """Set ``metadata.finalizers`` with one merge patch, on the version we saw only (the
-        resourceVersion in the patch is a precondition); False when the object changed or is gone."""
+        """One merge patch of ``metadata.finalizers`` and/or annotations (None removes one), on the
+        version we saw only when one is given (the resourceVersion in the patch is a precondition);
+        False when the object changed or is gone."""
+        meta: dict[str, Any] = {} if resource_version is None else {"resourceVersion": resource_version}
+        if finalizers is not None:
+            meta["finalizers"] = list(finalizers)
+        if annotations is not None:
+            meta["annotations"] = annotations
         resp = await self._client.patch(
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}",
-            json={"metadata": {"finalizers": list(finalizers), "resourceVersion": resource_version}},
+            json={"metadata": meta},
             headers={"Content-Type": "application/merge-patch+json"},
         )
         if resp.status_code in (404, 409):
             return False
         if resp.status_code >= 400:
             raise KubeError(
-                f"adding the finalizer to {plural}/{namespace}/{name}: HTTP {resp.status_code}",
+                f"patching the metadata of {plural}/{namespace}/{name}: HTTP {resp.status_code}",
                 resp.status_code,
             )
         return True

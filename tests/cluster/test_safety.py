@@ -7,9 +7,11 @@ the test did not ask for.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+from cleanup_operator.api.common import CREATE_PENDING, FINALIZER
 from cleanup_operator.testing.simulators import Fault, SimulatorServer
 
 from .conftest import (
@@ -41,6 +43,11 @@ def now_value() -> str:
     return str(int(time.time()))
 
 
+def annotations_of(obj: dict[str, Any] | None) -> dict[str, str]:
+    assert obj is not None, "the object is gone"
+    return dict(obj["metadata"].get("annotations") or {})
+
+
 def writes(sim: SimulatorServer, key: str) -> list[tuple[str, str]]:
     """Every JFrog call naming policy ``key`` that is not a read."""
     return [c for c in calls(sim, key) if c[0] != "GET"]
@@ -66,7 +73,7 @@ def test_refused_create_is_not_ownership(kube: Kube, sim: SimulatorServer) -> No
     kube.apply(policy(sim, name, interval="1h"))
     obj = kube.wait_for(CPOL, name, lambda o: is_true(o, "Stalled", "VendorRejected"), what="VendorRejected")
     assert not obj["status"].get("managed") and not obj["status"].get("ownedPolicy")
-    assert not obj["status"].get("createPending")
+    assert CREATE_PENDING not in annotations_of(kube.get(CPOL, name))  # a refusal: nothing was created
     theirs = {
         "key": name,
         "description": "another team's",
@@ -140,6 +147,10 @@ def test_lost_create_answer_is_ours_only_if_exactly_what_we_sent(isolated: Any, 
         jfrog(sim).faults.add(Fault("late", path=f"/policies/{name}$", method="POST", delay=4.0))
         kube.apply(policy(sim, name, interval="1h"))
     wait_until(lambda: j.policy(mine) and j.policy(theirs), "both creates carried out")
+    for name in (mine, theirs):  # recorded with the finalizer, before the POST was sent
+        obj = kube.get(CPOL, name)
+        assert obj is not None and FINALIZER in obj["metadata"]["finalizers"], obj
+        assert json.loads(annotations_of(obj)[CREATE_PENDING])["key"] == name, obj["metadata"]
     op.kill()
     jfrog(sim).faults.clear()
     # While the operator was down, someone changed the second one: it is no longer what we sent.
@@ -154,6 +165,8 @@ def test_lost_create_answer_is_ours_only_if_exactly_what_we_sent(isolated: Any, 
         CPOL, theirs, lambda o: is_true(o, "Stalled", "AlreadyExists"), what="AlreadyExists"
     )
     assert not other["status"].get("managed") and not other["status"].get("ownedPolicy")
+    # The record of a create that found someone else's policy goes: it must not stand in an adopt's way.
+    assert CREATE_PENDING not in annotations_of(kube.get(CPOL, theirs))
     # The held answers are logged once given (to no one): one POST each, the enablement of ours only.
     wait_until(lambda: len(writes(sim, theirs)) == 1, "the held create answered")
     wait_until(lambda: len(writes(sim, mine)) >= 2, "the held create answered")
@@ -215,7 +228,7 @@ def test_create_then_delete_at_once_leaves_nothing_behind(kube: Kube, sim: Simul
         jfrog(sim).faults.add(Fault("latency", path=f"/policies/{name}$", method="POST", delay=1.5))
         kube.apply(policy(sim, name, interval="1h"))
         if n:
-            kube.wait_for(CPOL, name, lambda o: bool(o["status"].get("createPending")), what="create sent")
+            kube.wait_for(CPOL, name, lambda o: CREATE_PENDING in annotations_of(o), what="create sent")
         kube.delete(CPOL, name)
     for name in names:
         kube.wait_gone(CPOL, name)

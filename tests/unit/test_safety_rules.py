@@ -11,12 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cleanup_operator.api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
+from cleanup_operator.api.common import CREATE_PENDING
 from cleanup_operator.observability import Metrics
 from cleanup_operator.reconcile.cleanup_policy import (
     _find_started_run,
     _run_since,
     desired_policy,
     owned_policy,
+    pending_create,
     policy_digest,
     same_identity,
 )
@@ -108,6 +110,22 @@ def test_digest_is_what_was_sent_whatever_the_server_echoes() -> None:
     assert policy_digest(echoed) == policy_digest(sent)
     other = desired_policy(spec(createdBeforeInMonths=7), "k")
     assert policy_digest(other) != policy_digest(sent)
+
+
+def test_a_create_pending_record_is_read_from_the_annotation_or_old_status() -> None:
+    record = '{"digest":"d1","key":"k","since":"2026-12-01T10:00:00Z","url":"https://a"}'
+    assert pending_create({CREATE_PENDING: record}, {}) == {
+        "url": "https://a",
+        "key": "k",
+        "digest": "d1",
+        "since": "2026-12-01T10:00:00Z",
+    }
+    assert pending_create({}, {}) is None
+    # Status as earlier versions wrote it still counts (an upgrade in the middle of a create).
+    assert pending_create({}, {"createPending": {"key": "k", "digest": "d0"}}) == {"key": "k", "digest": "d0"}
+    # Anything that is not a whole record is no record: an existing policy stays someone else's.
+    for broken in ("", "yes", "{}", '{"key":"k"}', '{"key":"k","digest":7}', "[1]", '{"digest":"d"'):
+        assert pending_create({CREATE_PENDING: broken}, {}) is None, broken
 
 
 def test_ownership_comes_only_from_a_record() -> None:

@@ -36,6 +36,12 @@ FORCE_DELETE = f"{GROUP}/force-delete"
 CREATION_SERVED = f"{GROUP}/creation-prune-started"
 #: Annotation approving one dry run (its id) held for approval or over budget: one approval, one run.
 APPROVE = f"{GROUP}/approve"
+#: Written by the operator on a CleanupPolicy, in the same patch as its finalizer, before the create
+#: POST: the identity and body fingerprint of the policy it is about to create (Crossplane's
+#: external-create-pending). A policy found after a crash is ours only if it is exactly that body.
+#: It gives nobody more than the adopt annotation already does, and it is ignored once
+#: ``status.ownedPolicy`` records the answer.
+CREATE_PENDING = f"{GROUP}/create-pending"
 #: The finalizer guarding the vendor objects a resource owns (Kopf's, renamed to be visibly ours).
 FINALIZER = f"{GROUP}/finalizer"
 #: The label a Secret needs before the operator reads it (the Secret's owner opts in).

@@ -6,9 +6,10 @@ requested-at annotation asks for → follow the run. Each step owns the conditio
 
 Ownership (Crossplane's create-pending guard): a vendor policy is ours only when Artifactory
 answered our create with 2xx (``status.ownedPolicy``, origin ``Created``) or an explicit adopt named
-it (origin ``Adopted``). Before the create POST, ``status.createPending`` records what is sent; a
-definite refusal clears it; after a crash, an existing policy counts as ours only when it is exactly
-what was sent. Nothing that is not ours is ever updated, enabled, run or deleted.
+it (origin ``Adopted``). Before the create POST, the ``create-pending`` annotation records what is
+sent, in the one metadata patch that also puts the finalizer on; a definite refusal removes it; after
+a crash, an existing policy counts as ours only when it is exactly what was sent. Nothing that is not
+ours is ever updated, enabled, run or deleted.
 
 Duplicate-free runs: before ``PUT …/run`` the request is written to status (``lastRun.state:
 Starting``, with the newest run id Artifactory showed before). An operator that dies between that
@@ -27,9 +28,11 @@ import re
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
 from .. import decisions
-from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec
-from ..api.common import ADOPT, APPROVE, FINALIZER, Connection, parse_duration
+from ..api.cleanup_policy import CLEANUP_POLICY, CleanupPolicySpec, CreatePending
+from ..api.common import ADOPT, APPROVE, CREATE_PENDING, FINALIZER, Connection, parse_duration
 from ..credentials import CredentialsError
 from ..decisions import Act
 from ..kube import KubeError
@@ -182,12 +185,30 @@ def owned_policy(status: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def pending_create(annotations: Any, status: dict[str, Any]) -> dict[str, Any] | None:
+    """The create this resource recorded before sending it (the create-pending annotation, or
+    ``status.createPending`` as earlier versions wrote it); it only counts while nothing is owned.
+    An annotation that does not parse is no record: an existing policy then stays someone else's."""
+    legacy = status.get("createPending")
+    if isinstance(legacy, dict):
+        return legacy
+    raw = annotations.get(CREATE_PENDING)
+    if not raw:
+        return None
+    try:
+        return CreatePending.model_validate_json(raw).dump()
+    except ValidationError:
+        return None
+
+
 def same_identity(record: dict[str, Any], url: str, key: str) -> bool:
     return record.get("key") == key and record.get("url", url) == url
 
 
 class CleanupPolicyReconciler:
     kind = CLEANUP_POLICY
+    #: It puts our finalizer on before its first vendor write (``_guard``); Kopf does not.
+    adds_finalizer = True
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -294,14 +315,14 @@ class CleanupPolicyReconciler:
 
         url = jfrog_claim_url(obj.spec) or spec.connection.url
         owned = owned_policy(b.data)
-        pending = b.get("createPending")
+        pending = pending_create(obj.annotations, b.data)
 
         def ownership(guarded: bool) -> decisions.Decision:
             return decisions.policy_ownership(
                 url=url,
                 key=key,
                 owned=owned,
-                pending=pending if isinstance(pending, dict) else None,
+                pending=pending,
                 exists=current is not None,
                 digest=policy_digest(current) if current is not None else None,
                 adopt=obj.annotations.get(ADOPT),
@@ -310,12 +331,15 @@ class CleanupPolicyReconciler:
             )
 
         decision = ownership(obj.guarded)
-        if decision.act == Act.WAIT and await self._add_finalizer(obj):
-            decision = ownership(True)
+        if decision.act == Act.WAIT and not obj.deleting:
+            decision = ownership(True)  # the create's metadata patch puts the finalizer on first
         wrote = False
         if decision.act == Act.NOTHING:
-            if decision.reason != IDENTITY_CHANGED:
-                b["createPending"] = None  # a pending create that found someone else's policy is over
+            if decision.reason != IDENTITY_CHANGED and pending is not None:
+                # A pending create that found someone else's policy is over (and must not stand in
+                # the way of an adopt).
+                b["createPending"] = None
+                await self._forget_create(obj, CREATE_PENDING in obj.annotations)
             b["managed"] = None
             b.stalled(decision.reason, decision.message)
             return interval_of(spec.interval)
@@ -329,9 +353,13 @@ class CleanupPolicyReconciler:
             owned = {**identity(url, key), "origin": "Created"}
             b["ownedPolicy"] = owned
             events.append(Event("Normal", "Created", decision.message))
+        sent = desired.model_copy(update={"enabled": False})
+        record = {**identity(url, key), "digest": policy_digest(sent)} if decision.act == Act.CREATE else None
+        if (record is not None or not obj.guarded) and not await self._guard(obj, record):
+            b.progressing("WaitingForFinalizer", "waiting for the finalizer before writing to the policy")
+            return 5.0
         if decision.act == Act.CREATE:
-            created = await self._create(obj, spec, key, url, b, events, client, desired)
-            if not created:
+            if not await self._create(obj, spec, key, url, b, client, sent):
                 return interval_of(spec.interval)
             if owned is not None and obj.status.get("lastSyncedAt"):
                 self._count_drift(b, events, f"policy {key} was deleted in Artifactory; recreated it")
@@ -364,7 +392,12 @@ class CleanupPolicyReconciler:
                     self._count_drift(b, events, f"corrected drift in policy {key}: {', '.join(diffs)}")
         if "url" not in owned:  # status from before ownership was recorded
             b["ownedPolicy"] = {**identity(url, key), "origin": owned.get("origin", "Created")}
-        if wrote or current is None:
+        if decision.act == Act.CREATE:
+            # Artifactory answered 2xx to the create and to the enablement: that is what it holds
+            # (the next check reads it back), so no confirming GET (the floor's three calls).
+            current = desired.model_copy(update={"enabled": spec.enabled})
+            b["lastSyncedAt"] = iso()
+        elif wrote or current is None:
             current = await client.get_policy(key)
             b["lastSyncedAt"] = iso()
         else:
@@ -389,21 +422,31 @@ class CleanupPolicyReconciler:
         tick = self.next_tick_delay(obj, spec, b)
         return min(interval_of(spec.interval), tick) if tick is not None else interval_of(spec.interval)
 
-    async def _add_finalizer(self, obj: Obj) -> bool:
-        """Put our finalizer on the object ourselves (Kopf's, the same string) instead of waiting a
-        Kopf round-trip for it; True once the API server holds it (ours or Kopf's, read back after a
-        conflict). False when the object is being deleted or gone: then nothing is created."""
+    async def _guard(self, obj: Obj, record: dict[str, Any] | None) -> bool:
+        """Put our finalizer on (Kopf's string; Kopf adds it to a CleanupPolicy only once it is on,
+        see handlers.py) and, before a create, the create-pending record of what is about to be
+        sent: one metadata patch, on the version we saw. True once the API server holds both; False
+        when the object is being deleted or gone: then nothing is created, adopted or changed."""
         if obj.deleting or not obj.resource_version:
             return False
         finalizers, version = obj.finalizers, obj.resource_version
+        value = (
+            json.dumps({**record, "since": iso()}, separators=(",", ":"), sort_keys=True) if record else None
+        )
+        kube = self.ctx.kube
         try:
             for _ in range(3):
-                if FINALIZER in finalizers:
+                if value is None and FINALIZER in finalizers:
                     return True
                 self.ctx.ensure_leader("finalizer patch")  # a write, like a status patch
-                kube = self.ctx.kube
-                if await kube.add_finalizer(
-                    self.kind.plural, obj.namespace, obj.name, (*finalizers, FINALIZER), version
+                wanted = finalizers if FINALIZER in finalizers else (*finalizers, FINALIZER)
+                if await kube.patch_metadata(
+                    self.kind.plural,
+                    obj.namespace,
+                    obj.name,
+                    version,
+                    finalizers=wanted,
+                    annotations={CREATE_PENDING: value} if value else None,
                 ):
                     return True
                 # Changed since we saw it (Kopf may just have added the same finalizer): read it again.
@@ -413,8 +456,22 @@ class CleanupPolicyReconciler:
                     return False
                 finalizers, version = tuple(meta.get("finalizers") or ()), str(meta.get("resourceVersion"))
         except KubeError as exc:
-            log.info("CleanupPolicy %s: could not add the finalizer (%s); waiting for Kopf's", obj.ref, exc)
+            log.info("CleanupPolicy %s: could not add the finalizer (%s); not writing yet", obj.ref, exc)
         return False
+
+    async def _forget_create(self, obj: Obj, recorded: bool) -> None:
+        """Remove the create-pending record (``recorded``: this reconcile wrote it, or the object had
+        it) after a definite refusal: nothing was created. Should that fail, the next reconcile finds
+        the record again with no policy of that body, and tries again."""
+        if not recorded:
+            return
+        self.ctx.ensure_leader("create-pending patch")
+        try:
+            await self.ctx.kube.patch_metadata(
+                self.kind.plural, obj.namespace, obj.name, None, annotations={CREATE_PENDING: None}
+            )
+        except KubeError as exc:
+            log.info("CleanupPolicy %s: could not remove the create-pending record (%s)", obj.ref, exc)
 
     async def _create(
         self,
@@ -423,18 +480,15 @@ class CleanupPolicyReconciler:
         key: str,
         url: str,
         b: StatusBuilder,
-        events: list[Event],
         client: jfrog.JFrogClient,
-        desired: jfrog.Policy,
+        sent: jfrog.Policy,
     ) -> bool:
-        """Create the policy under the create-pending guard; True when Artifactory confirmed it."""
-        sent = desired.model_copy(update={"enabled": False})
-        b["createPending"] = {**identity(url, key), "digest": policy_digest(sent), "since": iso()}
-        await self.ctx.write_status(obj, b.result())
+        """Send the create recorded by ``_guard``; True when Artifactory confirmed it."""
         try:
             await client.create_policy(sent)
         except jfrog.PolicyExists:
             # Someone else created it first: a definite refusal, and not ours.
+            await self._forget_create(obj, True)
             b["createPending"] = None
             b["managed"] = None
             b.stalled(
@@ -445,7 +499,8 @@ class CleanupPolicyReconciler:
             )
             return False
         except (RejectedError, AuthError, NotFoundError):
-            b["createPending"] = None  # a definite refusal: nothing was created
+            await self._forget_create(obj, True)  # a definite refusal: nothing was created
+            b["createPending"] = None
             raise
         # Confirmed (2xx): from here on the policy is ours. Recorded with the rest of this reconcile's
         # status: should the operator die first, the pending record confirms it (same body).
@@ -838,8 +893,8 @@ class CleanupPolicyReconciler:
             return None
         observe_only = spec.management_policy == "ObserveOnly"
         owned = owned_policy(obj.status)
-        pending = obj.status.get("createPending")
-        if owned is None and not isinstance(pending, dict):
+        pending = pending_create(obj.annotations, obj.status)
+        if owned is None and pending is None:
             return None  # nothing of ours to look at (not even a create in flight)
         if spec.deletion_policy != "Delete" or observe_only:
             return None
@@ -861,7 +916,7 @@ class CleanupPolicyReconciler:
                 deletion_policy=spec.deletion_policy,
                 observe_only=observe_only,
                 owned=owned is not None,
-                pending=isinstance(pending, dict),
+                pending=pending is not None,
                 exists=current is not None,
                 digest_matches=current is not None and policy_digest(current) == record.get("digest"),
             )
